@@ -1,0 +1,243 @@
+"""The `syrcad` command line. The one place where errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from syrcad import config, plan, render
+from syrcad.apply import deploy, inspect
+from syrcad.apply.progress import RichReporter
+from syrcad.config.secrets import ensure as ensure_secrets
+from syrcad.config.secrets import secrets_path
+from syrcad.errors import SyrcadError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Run Rasa chatbots at scale on on-premise Docker hosts, without Kubernetes.",
+)
+out = Console()
+err = Console(stderr=True)
+
+HostsFile = Annotated[
+    Path,
+    typer.Option("--hosts", "-H", envvar="SYRCAD_HOSTS", help="The cluster description.", show_default=True),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _load(hosts: Path) -> tuple[config.Loaded, plan.Placement]:
+    loaded = config.load(hosts)
+    with loaded.source.locating():
+        placement = plan.place(loaded.cluster)
+    return loaded, placement
+
+
+@app.command()
+def validate(hosts: HostsFile = Path("hosts.yml")) -> None:
+    """Check hosts.yml (shape, roles, addresses, ports) without writing anything."""
+    loaded, placement = _load(hosts)
+    out.print(f"{hosts}: valid — {len(loaded.cluster.hosts)} hosts, {len(placement.containers)} containers")
+
+
+@app.command("plan")
+def plan_command(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) -> None:
+    """Show where every replica runs: host × service × replica × ports."""
+    loaded, placement = _load(hosts)
+    rows = [
+        {
+            "host": c.host,
+            "address": str(loaded.cluster.hosts[c.host].address),
+            "service": c.service,
+            "replica": c.replica,
+            "container": c.name,
+            "ports": {p.purpose: p.host_port for p in c.ports},
+        }
+        for c in placement.containers
+    ]
+    if as_json:
+        out.print_json(json.dumps({"cluster": loaded.cluster.name, "containers": rows}))
+        return
+    table = Table(title=f"cluster {loaded.cluster.name} ({hosts})")
+    for column in ("host", "service", "replica", "container", "ports"):
+        table.add_column(column, justify="right" if column == "replica" else "left")
+    for host in loaded.cluster.hosts:
+        for row in (r for r in rows if r["host"] == host):
+            ports = ", ".join(f"{k} {v}" for k, v in dict(row["ports"]).items())  # type: ignore[call-overload]
+            table.add_row(f"{host} ({row['address']})", str(row["service"]), str(row["replica"]),
+                          str(row["container"]), ports)
+    out.print(table)
+
+
+@app.command("render")
+def render_command(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write, one sub-folder per host.")],
+    hosts: HostsFile = Path("hosts.yml"),
+) -> None:
+    """Write every host's files (compose, HAProxy, Rasa endpoints/credentials) to a folder."""
+    loaded, placement = _load(hosts)
+    secrets = ensure_secrets(secrets_path(loaded.path))
+    files = render.render(loaded.cluster, placement, secrets)
+    changed = render.write_tree(out_dir, files)
+    if changed:
+        for path in changed:
+            out.print(f"wrote {path}")
+    else:
+        out.print(f"{out_dir}: up to date ({len(files)} files)")
+
+
+@app.command()
+def up(hosts: HostsFile = Path("hosts.yml")) -> None:
+    """Render and deploy the cluster; waits until every replica is ready in its load balancer."""
+    dep = deploy.prepare(hosts)
+    with RichReporter(out) as reporter:
+        result = deploy.up(dep, reporter)
+    if result.changed:
+        for label, names in (("created", result.created), ("recreated", result.recreated),
+                             ("removed", result.removed), ("reloaded", result.reloaded),
+                             ("restarted", result.restarted)):
+            if names:
+                out.print(f"{label}: {', '.join(names)}")
+    else:
+        out.print(f"Nothing to change: {len(dep.placement.containers)} containers already up to date.")
+    _print_urls(dep)
+
+
+def _print_urls(dep: deploy.Deployment) -> None:
+    for lb in dep.placement.of("lb"):
+        address = dep.hosts[lb.host].address
+        public = f"http://{address}:{lb.port('http').host_port}"
+        out.print(f"Public URL:  {public}/webhooks/rest/webhook  (socket.io: {public}/socket.io/)")
+        out.print(f"Rasa API:    http://{address}:{lb.port('api').host_port}  (auth token in "
+                  f"{secrets_path(dep.loaded.path)})")
+        out.print(f"LB stats:    http://{address}:{lb.port('stats').host_port}/stats  (user admin), "
+                  f"metrics: /metrics")
+        out.print(f"Load test:   syrcad loadtest --hosts {dep.loaded.path}   "
+                  f"(or: locust -f loadtest/locustfile.py --host {public})")
+        out.print(f"Try it:      curl -s {public}/webhooks/rest/webhook -d '{{\"sender\": \"me\", "
+                  f"\"message\": \"book a table\"}}'")
+
+
+@app.command()
+def down(
+    hosts: HostsFile = Path("hosts.yml"),
+    volumes: Annotated[bool, typer.Option("--volumes", help="Also delete the Mongo and Redis data.")] = False,
+) -> None:
+    """Stop and remove the cluster's containers (keeps the store volumes unless --volumes)."""
+    dep = deploy.prepare(hosts)
+    with RichReporter(out) as reporter:
+        deploy.down(dep, volumes, reporter)
+    out.print("Cluster stopped" + (" and its data deleted." if volumes else "; Mongo and Redis data kept."))
+
+
+@app.command()
+def ps(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) -> None:
+    """Containers per host and replica: state and health."""
+    _status_table(hosts, as_json, with_lb=False)
+
+
+@app.command()
+def status(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) -> None:
+    """Per replica: container state, load-balancer state (UP/DOWN/DRAIN) and loaded model id."""
+    _status_table(hosts, as_json, with_lb=True)
+
+
+def _status_table(hosts: Path, as_json: bool, with_lb: bool) -> None:
+    dep = deploy.prepare(hosts)
+    rows = [row.as_dict(with_lb) for row in inspect.status(dep, with_lb=with_lb)]
+    if as_json:
+        out.print_json(json.dumps({"cluster": dep.cluster.name, "replicas": rows}))
+        return
+    table = Table(title=f"cluster {dep.cluster.name}")
+    for column in rows[0] if rows else ("host", "container"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    out.print(table)
+
+
+@app.command()
+def logs(
+    service: Annotated[str, typer.Argument(help="A service (frontend, action, lb, …) or one replica (frontend-2).")],
+    hosts: HostsFile = Path("hosts.yml"),
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    tail: Annotated[int, typer.Option("--tail", help="Lines from the end of each log.")] = 100,
+) -> None:
+    """Print the logs of a service's containers on every host."""
+    dep = deploy.prepare(hosts)
+    for line in inspect.logs(dep, service, follow=follow, tail=tail):
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+def train(hosts: HostsFile = Path("hosts.yml")) -> None:
+    """Train the bot in a one-off container; the model is written into the shared project."""
+    dep = deploy.prepare(hosts)
+    with RichReporter(out) as reporter:
+        model = deploy.train(dep, reporter)
+    out.print(f"Trained: {model or 'a new model'} in {dep.cluster.project.path}")
+
+
+images_app = typer.Typer(no_args_is_help=True, help="Images for machines without a registry.")
+app.add_typer(images_app, name="images")
+
+
+@images_app.command("build")
+def images_build(
+    ca_bundle: Annotated[
+        Path | None,
+        typer.Option("--ca-bundle", envvar=["SYRCAD_CA_BUNDLE", "PIP_CERT"], exists=True, dir_okay=False,
+                     help="CA certificates for pip behind a TLS-intercepting proxy."),
+    ] = None,
+    mirror: Annotated[str | None, typer.Option("--mirror", help="Debian mirror (default: this machine's).")] = None,
+) -> None:
+    """Build the stand-in images (Rasa, rasa-sdk, HAProxy, Redis, Mongo) from Debian packages."""
+    from python_on_whales import DockerClient
+
+    from syrcad.apply import images
+
+    images.build_all(DockerClient(), ca_bundle, mirror, lambda line: out.print(line))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of hosts.yml, for editor completion."""
+    out.print_json(json.dumps(config.Cluster.model_json_schema()))
+
+
+def main() -> None:
+    """Entry point: run the app, turn every known error into a message and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except SyrcadError as error:
+        err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as error:  # a bug of ours: say so plainly; the traceback is opt-in
+        if os.environ.get("SYRCAD_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/] {type(error).__name__}: {error}\n"
+                  "This is a bug in syrcad. Run again with SYRCAD_DEBUG=1 for the traceback.",
+                  highlight=False)
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

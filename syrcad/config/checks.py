@@ -1,0 +1,64 @@
+"""Checks that span several keys of hosts.yml. Each yields (key path, message)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from syrcad.config.loader import Loc
+from syrcad.config.model import Cluster, MongoTracker, Role
+
+# Which roles a working cluster cannot do without, and what each is for.
+NEEDED_ROLES: dict[Role, str] = {
+    "frontend": "the Rasa frontends",
+    "action": "the action servers",
+    "lb": "the load balancers",
+    "redis": "the Redis lock store",
+}
+
+
+def check(cluster: Cluster, base: Path) -> Iterator[tuple[Loc, str]]:
+    """Everything pydantic cannot see on one key alone.
+
+    `base` is the folder of hosts.yml: relative identity files are found from there.
+    """
+    needed = dict(NEEDED_ROLES)
+    mongo_tracker = isinstance(cluster.stores.tracker, MongoTracker)
+    if mongo_tracker:
+        needed["mongo"] = "the MongoDB tracker store"
+    for role, purpose in needed.items():
+        if not cluster.hosts_with(role):
+            yield ("hosts",), f"no host has the role '{role}', needed for {purpose}"
+
+    if not mongo_tracker:
+        for name in cluster.hosts_with("mongo"):
+            yield (
+                ("hosts", name, "roles"),
+                "role 'mongo' is only used with stores.tracker.type mongo (the tracker is postgres)",
+            )
+    elif len(cluster.hosts_with("mongo")) > 1 and not cluster.stores.tracker.replica_set:
+        yield (
+            ("stores", "tracker", "replica_set"),
+            "several hosts have the role 'mongo': name their replica set here",
+        )
+    if len(cluster.hosts_with("redis")) > 1:
+        yield ("hosts",), "only one host may have the role 'redis' (one lock store for all frontends)"
+
+    seen: dict[str, str] = {}
+    for name, host in cluster.hosts.items():
+        address = str(host.address)
+        if address in seen:
+            yield ("hosts", name, "address"), f"{address} is already the address of host '{seen[address]}'"
+        else:
+            seen[address] = name
+        if host.ssh.identity_file:
+            identity = Path(host.ssh.identity_file).expanduser()
+            if not (base / identity).is_file():
+                yield ("hosts", name, "ssh", "identity_file"), f"file not found: {host.ssh.identity_file}"
+
+    project = cluster.project
+    if project.nfs and not project.actions_path().startswith(project.path.rstrip("/") + "/"):
+        yield (
+            ("project", "actions"),
+            "with project.nfs the actions must live inside project.path (they are mounted from the same export)",
+        )

@@ -1,0 +1,302 @@
+"""Read hosts.yml once: YAML → pydantic model, every problem reported with file, line and key path."""
+
+from __future__ import annotations
+
+import os
+import typing
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from syrcad.config.model import ROLES, Cluster
+from syrcad.errors import ConfigError, ConfigIssue
+
+MAX_FILE_BYTES = 1024 * 1024
+# A YAML alias is a reference: ten nested levels of ten aliases each are 10**10 nodes to validate.
+MAX_EXPANDED_NODES = 100_000
+
+Loc = tuple[str | int, ...]
+
+PATTERN_MEANINGS = {
+    r"^[a-z][a-z0-9-]{0,30}$": "a name of lower-case letters, digits and '-', starting with a "
+    "letter, at most 31 characters",
+    r"^[a-z][a-z0-9_.-]{0,62}$": "a label key of lower-case letters, digits, '_', '.' and '-'",
+    r"^[A-Za-z0-9_.:/-]{0,128}$": "a label value of letters, digits and _ . : / - (at most 128)",
+    r"^[a-z_][a-z0-9_-]{0,31}$": "a user name of lower-case letters, digits, '_' and '-'",
+    r"^[1-9][0-9]*[kmg]$": "a size like 512m or 2g",
+    r"^[A-Za-z0-9][A-Za-z0-9.:-]*$": "a host name or IP address",
+    r"^[A-Za-z0-9_=.,-]+$": "mount options like nfsvers=4,ro",
+}
+
+
+def _meaning(pattern: str) -> str:
+    if pattern in PATTERN_MEANINGS:
+        return PATTERN_MEANINGS[pattern]
+    if "sha256" in pattern:
+        return "an image with a tag or a digest, like rasa/rasa:3.6.21-full"
+    if pattern.startswith("^(ssh"):
+        return "ssh://user@host[:port], unix:///path/to/docker.sock or tcp://host:port"
+    if pattern.startswith("^/"):
+        return "an absolute path without '..', of letters, digits and _ . / @ + -"
+    return "a relative path inside the project, without '..', of letters, digits and _ . / @ + -"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a configuration came from, to point messages at file and line."""
+
+    file: str
+    lines: Mapping[Loc, int] = field(default_factory=dict)
+
+    def issue(self, loc: Loc, message: str) -> ConfigIssue:
+        line = None
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.lines:
+                line = self.lines[loc[:end]]
+                break
+        return ConfigIssue(self.file, format_loc(loc), message, line)
+
+    @contextmanager
+    def locating(self) -> Iterator[None]:
+        """Fill in file and line of ConfigErrors raised by later, file-agnostic stages."""
+        try:
+            yield
+        except ConfigError as error:
+            located = [self.issue(parse_loc(i.path), i.message) for i in error.issues]
+            raise ConfigError(located) from None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    cluster: Cluster
+    source: Source
+    path: Path
+
+
+def format_loc(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def parse_loc(path: str) -> Loc:
+    parts: list[str | int] = []
+    for dotted in path.split("."):
+        name, _, rest = dotted.partition("[")
+        if name:
+            parts.append(name)
+        for index in filter(None, rest.replace("]", "").split("[")):
+            parts.append(int(index))
+    return tuple(parts)
+
+
+def load(path: str | os.PathLike[str]) -> Loaded:
+    """Parse and validate a hosts.yml file.
+
+    >>> load("examples/hosts.yml").cluster.name
+    'demo'
+    """
+    file = Path(path)
+    source = Source(str(path))
+    try:
+        raw_bytes = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([source.issue((), "file not found")]) from None
+    except OSError as error:
+        raise ConfigError([source.issue((), f"cannot be read: {error.strerror}")]) from None
+    if len(raw_bytes) > MAX_FILE_BYTES:
+        raise ConfigError([source.issue((), f"larger than {MAX_FILE_BYTES} bytes")])
+    try:
+        text = raw_bytes.decode("utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except UnicodeDecodeError:
+        raise ConfigError([source.issue((), "is not UTF-8 text")]) from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else None
+        problem = error.problem or error.context or "invalid YAML"
+        raise ConfigError([ConfigIssue(str(path), "", f"invalid YAML: {problem}", line)]) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([source.issue((), f"invalid YAML: {error}")]) from None
+
+    lines: dict[Loc, int] = {}
+    if node is not None:
+        _check_size(node, source)
+        _index_lines(node, (), lines)
+    source = Source(str(path), lines)
+    data = yaml.safe_load(text) if node is not None else None
+    if not isinstance(data, dict):
+        raise ConfigError([source.issue((), "expected a mapping of keys (hosts, project, …)")])
+    data = _resolve_relative_paths(data, file.parent)
+    try:
+        cluster = Cluster.model_validate(data)
+    except ValidationError as error:
+        details = error.errors(include_url=False)
+        # A list whose only item failed also reports "too short": the item's error says it all.
+        failed_items = {tuple(d["loc"][:-1]) for d in details if d["loc"] and isinstance(d["loc"][-1], int)}
+        details = [d for d in details if not (d["type"] == "too_short" and tuple(d["loc"]) in failed_items)]
+        raise ConfigError([source.issue(*_describe(detail)) for detail in details]) from None
+    from syrcad.config.checks import check
+
+    issues = [source.issue(loc, message) for loc, message in check(cluster, base=file.parent)]
+    if issues:
+        raise ConfigError(issues)
+    return Loaded(cluster, source, file)
+
+
+def _check_size(root: yaml.Node, source: Source) -> None:
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = 1  # breaks recursive aliases
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        sizes[id(node)] = total
+        if total > MAX_EXPANDED_NODES:
+            raise ConfigError([source.issue((), "document expands to too many nodes (YAML alias bomb?)")])
+        return total
+
+    size(root)
+
+
+def _index_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], depth: int = 0) -> None:
+    if depth > 32:
+        return
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*loc, key.value) if isinstance(key, yaml.ScalarNode) else loc
+            lines.setdefault(child, key.start_mark.line + 1)
+            _index_lines(value, child, lines, depth + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index_lines(item, (*loc, index), lines, depth + 1)
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths are taken from the folder of hosts.yml: handy when the hosts share this disk."""
+
+    def absolute(value: object) -> object:
+        if isinstance(value, str) and value and not value.startswith(("/", "~")):
+            return os.path.normpath(base.resolve() / value)
+        return value
+
+    data = {**data, "deploy_dir": absolute(data.get("deploy_dir"))} if "deploy_dir" in data else data
+    project = data.get("project")
+    if isinstance(project, dict):
+        project = {key: absolute(v) if key in ("path", "actions") else v for key, v in project.items()}
+        data = {**data, "project": project}
+    return data
+
+
+_UNION_TAGS = {("stores", "tracker"): ("mongo", "postgres")}
+
+
+def _describe(detail: ErrorDetails) -> tuple[Loc, str]:
+    loc: Loc = tuple(detail["loc"])
+    for prefix, tags in _UNION_TAGS.items():
+        n = len(prefix)
+        if loc[:n] == prefix and len(loc) > n and loc[n] in tags:
+            loc = loc[:n] + loc[n + 1 :]
+    if loc and loc[-1] == "[key]":
+        loc = loc[:-1]
+    kind, value, ctx = detail["type"], detail.get("input"), detail.get("ctx") or {}
+    shown = _show(value)
+    if kind == "missing":
+        return loc, "required key is missing"
+    if kind == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(loc[:-1])) or "none"
+        return loc[:-1], f"unknown key '{loc[-1]}' (allowed: {allowed})"
+    if kind == "literal_error" and "roles" in loc:
+        return loc, f"{shown} is not a role ({', '.join(ROLES)})"
+    if kind == "literal_error":
+        return loc, f"{shown} is not allowed (expected {ctx.get('expected')})"
+    if kind == "union_tag_invalid":
+        return loc, f"{_show(ctx.get('tag'))} is not a known type (expected {ctx.get('expected_tags')})"
+    if kind == "string_pattern_mismatch":
+        return loc, f"{shown} is not valid: expected {_meaning(str(ctx.get('pattern')))}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return loc, f"expected a whole number, got {shown}"
+    if kind in ("float_parsing", "float_type"):
+        return loc, f"expected a number, got {shown}"
+    if kind in ("string_type", "str_type"):
+        return loc, f"expected text, got {shown}"
+    if kind in ("dict_type", "model_type", "model_attributes_type", "union_tag_not_found"):
+        return loc, f"expected a mapping, got {shown}"
+    if kind in ("tuple_type", "list_type"):
+        return loc, f"expected a list, got {shown}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        words = {
+            "greater_than_equal": ("at least", "ge"),
+            "greater_than": ("more than", "gt"),
+            "less_than_equal": ("at most", "le"),
+            "less_than": ("less than", "lt"),
+        }[kind]
+        return loc, f"must be {words[0]} {ctx.get(words[1])}, got {shown}"
+    if kind == "too_short":
+        return loc, "must not be empty"
+    if kind == "too_long":
+        return loc, f"too many entries (at most {ctx.get('max_length')})"
+    if kind == "ip_any_address":
+        return loc, f"expected an IP address, got {shown}"
+    if kind == "value_error":
+        return loc, str(ctx.get("error", detail["msg"]))
+    return loc, detail["msg"]
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        text = value if len(value) <= 60 else value[:57] + "..."
+        return repr(text)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    return repr(value) if isinstance(value, (int, float, bool)) else type(value).__name__
+
+
+def _allowed_keys(loc: Loc) -> list[str]:
+    """The keys a model accepts at `loc`, walking the model classes the way pydantic did."""
+    current: Any = Cluster
+    for part in loc:
+        current = _step(current, part)
+        if current is None:
+            return []
+    model = _model_in(current)
+    return list(model.model_fields) if model else []
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    model = _model_in(annotation)
+    if model is not None and isinstance(part, str) and part in model.model_fields:
+        return model.model_fields[part].annotation
+    origin = typing.get_origin(annotation)
+    if origin is dict:
+        return typing.get_args(annotation)[1]
+    if origin in (tuple, list):
+        return typing.get_args(annotation)[0]
+    return None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,192 @@
+"""The validated shape of hosts.yml: frozen pydantic models, parsed once.
+
+Names that later reach shell commands, compose files or HAProxy configs (host names, the cluster
+name, label keys, users) are constrained here by pattern, never escaped late.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, StringConstraints, field_validator
+
+Role = Literal["frontend", "action", "lb", "mongo", "redis", "train"]
+ROLES: tuple[Role, ...] = ("frontend", "action", "lb", "mongo", "redis", "train")
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+LabelKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,62}$")]
+LabelValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{0,128}$")]
+UnixUser = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Replicas = Annotated[int, Field(ge=1, le=10_000)]
+# A path on the hosts: absolute, no '..', only characters that are safe in compose and shells.
+HostPath = Annotated[str, StringConstraints(pattern=r"^/(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_./@+-]*$")]
+RelativePath = Annotated[str, StringConstraints(pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_./@+-]+$")]
+# registry/repo:tag or repo@sha256:digest; a bare name would silently mean ':latest'.
+ImageRef = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$"
+    ),
+]
+DockerHost = Annotated[str, StringConstraints(pattern=r"^(ssh://[A-Za-z0-9_.@:\[\]-]+|unix:///[A-Za-z0-9_./-]+|tcp://[A-Za-z0-9_.:\[\]-]+)$")]
+Memory = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*[kmg]$")]
+
+
+class Model(BaseModel):
+    # python-re: the path patterns need look-ahead (no ".." segments).
+    model_config = ConfigDict(frozen=True, extra="forbid", regex_engine="python-re")
+
+
+class Ssh(Model):
+    user: UnixUser = "root"
+    port: Port = 22
+    identity_file: str | None = None
+
+
+class Host(Model):
+    address: IPvAnyAddress
+    ssh: Ssh = Ssh()
+    docker_host: DockerHost | None = None
+    roles: Annotated[tuple[Role, ...], Field(min_length=1)]
+    labels: dict[LabelKey, LabelValue] = {}
+
+    @field_validator("roles")
+    @classmethod
+    def _roles_once(cls, roles: tuple[Role, ...]) -> tuple[Role, ...]:
+        repeated = sorted({role for role in roles if roles.count(role) > 1})
+        if repeated:
+            raise ValueError(f"role listed twice: {', '.join(repeated)}")
+        return roles
+
+    def docker_url(self) -> str:
+        """Where this host's Docker engine answers: `docker_host`, else SSH to the address."""
+        if self.docker_host:
+            return self.docker_host
+        address = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        port = "" if self.ssh.port == 22 else f":{self.ssh.port}"
+        return f"ssh://{self.ssh.user}@{address}{port}"
+
+
+class Nfs(Model):
+    server: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")]
+    export: HostPath
+    options: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_=.,-]+$")] = "nfsvers=4"
+
+
+class Project(Model):
+    path: HostPath
+    # Default: the `actions` folder inside the project.
+    actions: HostPath | None = None
+    nfs: Nfs | None = None
+
+    def actions_path(self) -> str:
+        """The rasa-sdk actions package on the hosts."""
+        return self.actions or f"{self.path.rstrip('/')}/actions"
+
+
+class Images(Model):
+    rasa: ImageRef = "rasa/rasa:3.6.21-full"
+    actions: ImageRef = "rasa/rasa-sdk:3.6.2"
+    haproxy: ImageRef = "haproxy:2.8"
+    mongo: ImageRef = "mongo:7.0"
+    redis: ImageRef = "redis:7.2"
+
+
+class Resources(Model):
+    cpus: Annotated[float, Field(gt=0, le=1024)] | None = None
+    memory: Memory | None = None
+
+
+class FrontendService(Model):
+    replicas: Replicas = 2
+    base_port: Port = 5005
+    sanic_workers: Annotated[int, Field(ge=1, le=64)] = 1
+    model: RelativePath = "models"
+    # Requests one replica works on at once; the rest wait in HAProxy's queue, where any replica
+    # that frees up can take them (shorter tails than queueing inside a busy Rasa process).
+    maxconn: Annotated[int, Field(ge=1, le=10_000)] = 8
+    resources: Resources = Resources()
+
+
+class ActionService(Model):
+    replicas: Replicas = 2
+    base_port: Port = 5055
+    resources: Resources = Resources()
+
+
+class RateLimit(Model):
+    requests: Annotated[int, Field(ge=1)] = 300
+    period_s: Annotated[int, Field(ge=1, le=3600)] = 10
+
+
+class LbService(Model):
+    public_port: Port = 80
+    api_port: Port = 8005
+    action_port: Port = 8055
+    stats_port: Port = 8404
+    action_stats_port: Port = 8405
+    # Inference plus action calls; Rasa's own default action timeout is 10 s per call.
+    timeout_s: Annotated[int, Field(ge=1, le=3600)] = 60
+    rate_limit: RateLimit = RateLimit()
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 64 * 1024
+
+
+class Services(Model):
+    frontend: FrontendService = FrontendService()
+    action: ActionService = ActionService()
+    lb: LbService = LbService()
+
+
+class MongoTracker(Model):
+    type: Literal["mongo"] = "mongo"
+    port: Port = 27017
+    database: Name = "rasa"
+    username: UnixUser = "rasa"
+    replica_set: Name | None = None
+
+
+class PostgresTracker(Model):
+    """An existing PostgreSQL server; syrcad connects to it but does not deploy it."""
+
+    type: Literal["postgres"]
+    host: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")]
+    port: Port = 5432
+    database: Name = "rasa"
+    username: UnixUser = "rasa"
+
+
+class RedisLock(Model):
+    type: Literal["redis"] = "redis"
+    port: Port = 6379
+    db: Annotated[int, Field(ge=0, le=15)] = 1
+
+
+class Stores(Model):
+    tracker: Annotated[MongoTracker | PostgresTracker, Field(discriminator="type")] = MongoTracker()
+    lock: RedisLock = RedisLock()
+
+
+class Cluster(Model):
+    """A whole cluster, as hosts.yml describes it."""
+
+    name: Name = "syrcad"
+    deploy_dir: HostPath = "/var/lib/syrcad"
+    hosts: Annotated[dict[Name, Host], Field(min_length=1)]
+    project: Project
+    images: Images = Images()
+    services: Services = Services()
+    stores: Stores = Stores()
+
+    def hosts_with(self, role: Role) -> tuple[str, ...]:
+        """Names of the hosts carrying `role`, in file order (placement depends on it)."""
+        return tuple(name for name, host in self.hosts.items() if role in host.roles)
+
+    def cluster_dir(self) -> str:
+        """The cluster's folder on every host; one sub-folder per host inside it."""
+        return f"{self.deploy_dir.rstrip('/')}/{self.name}"
+
+    def host_dir(self, host: str) -> str:
+        """Where `host`'s rendered files live on it. Named per host, so that hosts sharing a
+        filesystem (an NFS-mounted deploy_dir, test hosts on one machine) never collide."""
+        return f"{self.cluster_dir()}/{host}"

@@ -1,0 +1,87 @@
+"""Cluster secrets: generated once into a 0600 file beside hosts.yml, reused ever after.
+
+They are never printed; a secret reaches only the rendered files that need it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets as random
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from syrcad.errors import ConfigError, ConfigIssue
+
+# URL-safe, so a secret can stand in a URL, a YAML scalar or an HAProxy line without quoting.
+_SECRET = re.compile(r"^[A-Za-z0-9_-]{16,256}$")
+
+
+@dataclass(frozen=True, repr=False)
+class Secrets:
+    rasa_token: str
+    jwt_secret: str
+    tracker_password: str
+    redis_password: str
+    stats_password: str
+
+    def __repr__(self) -> str:  # keeps them out of tracebacks and debug output
+        return "Secrets(<hidden>)"
+
+
+def secrets_path(hosts_file: Path) -> Path:
+    """`hosts.yml` → `hosts.secrets.yml` in the same folder."""
+    return hosts_file.with_name(f"{hosts_file.stem}.secrets.yml")
+
+
+def read(path: Path) -> Secrets | None:
+    """The secrets in `path`, or None if there is no such file yet."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError([ConfigIssue(str(path), "", f"cannot be read: {error}")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue(str(path), "", "expected a mapping of secrets")])
+    names = [f.name for f in fields(Secrets)]
+    issues = [
+        ConfigIssue(str(path), key, f"unknown secret (known: {', '.join(names)})")
+        for key in data
+        if key not in names
+    ]
+    issues += [
+        ConfigIssue(str(path), key, "expected 16 to 256 characters of A-Z a-z 0-9 _ -")
+        for key, value in data.items()
+        if key in names and not (isinstance(value, str) and _SECRET.match(value))
+    ]
+    if issues:
+        raise ConfigError(issues)
+    values = {name: data.get(name) or random.token_urlsafe(32) for name in names}
+    return Secrets(**values)
+
+
+def ensure(path: Path) -> Secrets:
+    """Read the secrets file, creating it (mode 0600) or adding missing secrets as needed."""
+    current = read(path)
+    if current is None:
+        current = Secrets(**{f.name: random.token_urlsafe(32) for f in fields(Secrets)})
+    document = {f.name: getattr(current, f.name) for f in fields(Secrets)}
+    text = "# syrcad cluster secrets: generated once, keep private, do not commit.\n"
+    text += yaml.safe_dump(document, sort_keys=False)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        write_private(path, text)
+    return current
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by its owner only, never briefly world-readable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

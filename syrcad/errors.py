@@ -1,0 +1,74 @@
+"""The one exception family. `syrcad.cli` turns each into an exit code, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class SyrcadError(Exception):
+    """Base of every error syrcad reports to a user. Its text is the whole message."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a configuration file, located by its key path."""
+
+    file: str
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(SyrcadError):
+    """hosts.yml (or a file it names) is invalid. Nothing was written or run."""
+
+    exit_code = 2
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+class RenderError(SyrcadError):
+    """A template failed to render; the message names the template and line."""
+
+    exit_code = 3
+
+
+class RemoteError(SyrcadError):
+    """A command on a host failed. Carries what was run and what it answered."""
+
+    exit_code = 4
+
+    def __init__(
+        self,
+        host: str,
+        argv: Sequence[str],
+        returncode: int | None,
+        stdout: str = "",
+        stderr: str = "",
+        *,
+        step: str = "",
+        hint: str = "",
+    ) -> None:
+        self.host = host
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.step = step
+        self.hint = hint
+        lines = [f"{host}: {step or 'command'} failed" + (f" (exit {returncode})" if returncode else "")]
+        detail = (stderr or stdout).strip()
+        if detail:
+            lines.append(detail[-2000:])
+        if hint:
+            lines.append(hint)
+        super().__init__("\n".join(lines))

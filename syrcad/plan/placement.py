@@ -1,0 +1,163 @@
+"""Stage 2: where every container runs and which host ports it takes. Pure data.
+
+Replicas of a service go round-robin over the hosts carrying its role, in file order: replica n
+lands on host (n-1) mod H. Raising a count only appends replicas and lowering it removes the
+highest numbers, so no existing replica ever moves. A replica's host port is the service's base
+port plus its slot on that host.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from syrcad.config.model import Cluster, MongoTracker, Role
+from syrcad.errors import ConfigError, ConfigIssue
+
+Service = Literal["mongo", "redis", "action", "frontend", "action-lb", "lb"]
+# Start order: what a service needs is already up when it starts.
+START_ORDER: tuple[Service, ...] = ("mongo", "redis", "action", "frontend", "action-lb", "lb")
+
+# Ports inside the containers: fixed, so the images need no per-replica configuration.
+RASA_PORT = 5005
+ACTIONS_PORT = 5055
+MONGO_PORT = 27017
+REDIS_PORT = 6379
+LB_PUBLIC_PORT = 8080
+LB_API_PORT = 8005
+LB_STATS_PORT = 8404
+LB_ACTIONS_PORT = 8055
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    purpose: str
+    host_port: int
+    container_port: int
+    # Public ports listen on every interface; the rest only on the host's cluster address.
+    public: bool = False
+
+
+@dataclass(frozen=True)
+class Container:
+    service: Service
+    replica: int
+    host: str
+    ports: tuple[PortBinding, ...]
+
+    @property
+    def name(self) -> str:
+        """The compose service name, unique in the cluster: `frontend-3`."""
+        return f"{self.service}-{self.replica}"
+
+    def port(self, purpose: str) -> PortBinding:
+        return next(p for p in self.ports if p.purpose == purpose)
+
+
+@dataclass(frozen=True)
+class Placement:
+    containers: tuple[Container, ...]
+
+    def of(self, service: Service) -> tuple[Container, ...]:
+        return tuple(c for c in self.containers if c.service == service)
+
+    def on(self, host: str) -> tuple[Container, ...]:
+        return tuple(c for c in self.containers if c.host == host)
+
+
+def spread(count: int, hosts: tuple[str, ...]) -> list[tuple[int, str, int]]:
+    """(replica number, host, slot on that host) for `count` replicas over `hosts`.
+
+    >>> spread(3, ("a", "b"))
+    [(1, 'a', 0), (2, 'b', 0), (3, 'a', 1)]
+    """
+    return [(n + 1, hosts[n % len(hosts)], n // len(hosts)) for n in range(count)]
+
+
+def place(cluster: Cluster) -> Placement:
+    """Place every container of `cluster`; raise ConfigError if the ports do not fit."""
+    services = cluster.services
+    containers: list[Container] = []
+
+    def replicas(service: Service, role: Role, count: int, base: int, inner: int, key: str) -> None:
+        hosts = cluster.hosts_with(role)
+        if not hosts:
+            return
+        for number, host, slot in spread(count, hosts):
+            containers.append(Container(service, number, host, (PortBinding("http", base + slot, inner),)))
+        top = base + (count - 1) // len(hosts)
+        if top > 65535:
+            most = (65535 - base + 1) * len(hosts)
+            raise ConfigError([_issue(
+                ("services", key, "replicas"),
+                f"{count} replicas need host ports up to {top} from base_port {base} "
+                f"on {len(hosts)} host(s); at most {most} fit",
+            )])
+
+    def singletons(service: Service, role: Role, ports: Iterable[PortBinding]) -> None:
+        bindings = tuple(ports)
+        for number, host in enumerate(cluster.hosts_with(role), start=1):
+            containers.append(Container(service, number, host, bindings))
+
+    tracker = cluster.stores.tracker
+    if isinstance(tracker, MongoTracker):
+        singletons("mongo", "mongo", [PortBinding("mongo", tracker.port, MONGO_PORT)])
+    singletons("redis", "redis", [PortBinding("redis", cluster.stores.lock.port, REDIS_PORT)])
+    replicas("action", "action", services.action.replicas, services.action.base_port, ACTIONS_PORT, "action")
+    replicas(
+        "frontend", "frontend", services.frontend.replicas, services.frontend.base_port, RASA_PORT, "frontend"
+    )
+    lb = services.lb
+    singletons("action-lb", "lb", [
+        PortBinding("http", lb.action_port, LB_ACTIONS_PORT),
+        PortBinding("stats", lb.action_stats_port, LB_STATS_PORT),
+    ])
+    singletons("lb", "lb", [
+        PortBinding("http", lb.public_port, LB_PUBLIC_PORT, public=True),
+        PortBinding("api", lb.api_port, LB_API_PORT),
+        PortBinding("stats", lb.stats_port, LB_STATS_PORT),
+    ])
+    placement = Placement(tuple(containers))
+    collisions = list(_port_collisions(placement))
+    if collisions:
+        raise ConfigError(collisions)
+    return placement
+
+
+# Which key sets each container's host port, to point a collision at the key to change.
+_PORT_KEYS: dict[tuple[Service, str], tuple[str, ...]] = {
+    ("mongo", "mongo"): ("stores", "tracker", "port"),
+    ("redis", "redis"): ("stores", "lock", "port"),
+    ("action", "http"): ("services", "action", "base_port"),
+    ("frontend", "http"): ("services", "frontend", "base_port"),
+    ("action-lb", "http"): ("services", "lb", "action_port"),
+    ("action-lb", "stats"): ("services", "lb", "action_stats_port"),
+    ("lb", "http"): ("services", "lb", "public_port"),
+    ("lb", "api"): ("services", "lb", "api_port"),
+    ("lb", "stats"): ("services", "lb", "stats_port"),
+}
+
+
+def _port_collisions(placement: Placement) -> Iterator[ConfigIssue]:
+    taken: dict[str, dict[int, str]] = defaultdict(dict)
+    reported: set[tuple[str, str]] = set()
+    for container in placement.containers:
+        for binding in container.ports:
+            owner = f"{container.name} ({binding.purpose})"
+            other = taken[container.host].get(binding.host_port)
+            if other is None:
+                taken[container.host][binding.host_port] = owner
+                continue
+            key = _PORT_KEYS[(container.service, binding.purpose)]
+            if (container.host, ".".join(key)) in reported:
+                continue
+            reported.add((container.host, ".".join(key)))
+            yield _issue(key, f"port {binding.host_port} on host '{container.host}' is taken twice: "
+                         f"{other} and {owner}")
+
+
+def _issue(loc: tuple[str, ...], message: str) -> ConfigIssue:
+    # File and line are filled in by config.Source.locating().
+    return ConfigIssue("", ".".join(loc), message)

@@ -1,0 +1,117 @@
+"""What each template sees: placement facts resolved from one host's point of view. Pure data.
+
+A container reaches another on the same host by its compose service name (the cluster network),
+and one on another host by that host's address and published port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from syrcad.config.model import Cluster, MongoTracker
+from syrcad.config.secrets import Secrets
+from syrcad.plan.placement import START_ORDER, Container, Placement
+
+# Where the rendered files appear inside the containers.
+RASA_CONFIG_DIR = "/etc/syrcad"
+HAPROXY_CONFIG_DIR = "/usr/local/etc/haproxy"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A container as seen from some host: the address to dial and the port."""
+
+    name: str
+    address: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    @property
+    def by_name(self) -> bool:
+        """True when the address is a container name (HAProxy must resolve it at run time)."""
+        return self.address == self.name
+
+
+@dataclass(frozen=True)
+class Published:
+    container: Container
+    ports: tuple[str, ...]  # compose "ADDR:HOST:CONTAINER" strings
+
+
+@dataclass(frozen=True)
+class HostContext:
+    cluster: Cluster
+    host: str
+    address: str
+    secrets: Secrets
+    containers: tuple[Published, ...]
+    config_dir: str
+    frontends: tuple[Target, ...]
+    actions: tuple[Target, ...]
+    trackers: tuple[Target, ...]
+    lock: Target | None
+    action_lb: Target | None
+
+    def has(self, service: str) -> bool:
+        return any(p.container.service == service for p in self.containers)
+
+    @property
+    def key_prefix(self) -> str:
+        # Rasa ignores a lock-store key prefix that is not alphanumeric.
+        return "".join(ch for ch in self.cluster.name if ch.isalnum())
+
+
+def address_literal(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def reach(cluster: Cluster, placement: Placement, origin: str, container: Container, purpose: str) -> Target:
+    binding = container.port(purpose)
+    if container.host == origin:
+        return Target(container.name, container.name, binding.container_port)
+    address = address_literal(str(cluster.hosts[container.host].address))
+    return Target(container.name, address, binding.host_port)
+
+
+def host_context(cluster: Cluster, placement: Placement, secrets: Secrets, host: str) -> HostContext:
+    """Everything the templates of `host` need."""
+    address = str(cluster.hosts[host].address)
+
+    def targets(service: str, purpose: str = "http") -> tuple[Target, ...]:
+        return tuple(
+            reach(cluster, placement, host, c, purpose) for c in placement.containers if c.service == service
+        )
+
+    ordered = sorted(placement.on(host), key=lambda c: (START_ORDER.index(c.service), c.replica))
+    published = tuple(
+        Published(
+            c,
+            tuple(
+                f"{p.host_port}:{p.container_port}"
+                if p.public
+                else f"{address_literal(address)}:{p.host_port}:{p.container_port}"
+                for p in c.ports
+            ),
+        )
+        for c in ordered
+    )
+    # A frontend calls the action LB on its own host when there is one, else the first one.
+    action_lbs = targets("action-lb")
+    local_lb = [t for t in action_lbs if t.by_name]
+    trackers = targets("mongo", "mongo") if isinstance(cluster.stores.tracker, MongoTracker) else ()
+    locks = targets("redis", "redis")
+    return HostContext(
+        cluster=cluster,
+        host=host,
+        address=address,
+        secrets=secrets,
+        containers=published,
+        config_dir=cluster.host_dir(host),
+        frontends=targets("frontend"),
+        actions=targets("action"),
+        trackers=trackers,
+        lock=locks[0] if locks else None,
+        action_lb=(local_lb or list(action_lbs) or [None])[0],
+    )

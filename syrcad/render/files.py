@@ -1,0 +1,99 @@
+"""Stage 3: Placement → the files each host needs, and writing them without needless changes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from syrcad.config.model import Cluster, MongoTracker
+from syrcad.config.secrets import Secrets
+from syrcad.plan.placement import Placement
+from syrcad.render.context import HostContext, host_context
+from syrcad.render.templates import render_template
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    host: str
+    path: PurePosixPath  # relative to the cluster folder on that host
+    content: str
+
+
+def render(cluster: Cluster, placement: Placement, secrets: Secrets) -> tuple[RenderedFile, ...]:
+    """Every file of every host, in a stable order.
+
+    >>> [str(f.path) for f in render(cluster, place(cluster), secrets) if f.host == "app1"]
+    ['compose.yml', 'rasa/endpoints.yml', 'rasa/credentials.yml', 'lb/haproxy.cfg', ...]
+    """
+    files: list[RenderedFile] = []
+    for host in cluster.hosts:
+        if not placement.on(host):
+            continue
+        ctx = host_context(cluster, placement, secrets, host)
+        variables = _variables(ctx)
+
+        def emit(path: str, template: str) -> None:
+            files.append(RenderedFile(host, PurePosixPath(path), render_template(template, **variables)))
+
+        emit("compose.yml", "compose/compose.yml.j2")
+        if ctx.has("frontend"):
+            emit("rasa/endpoints.yml", "compose/rasa/endpoints.yml.j2")
+            emit("rasa/credentials.yml", "compose/rasa/credentials.yml.j2")
+        if ctx.has("lb"):
+            emit("lb/haproxy.cfg", "haproxy/public.cfg.j2")
+        if ctx.has("action-lb"):
+            emit("action-lb/haproxy.cfg", "haproxy/actions.cfg.j2")
+    return tuple(files)
+
+
+def _variables(ctx: HostContext) -> dict[str, object]:
+    cluster = ctx.cluster
+    project = cluster.project
+    # Only hosts running Rasa or actions mount the project.
+    nfs = project.nfs if ctx.has("frontend") or ctx.has("action") else None
+    nfs_actions_export = None
+    if nfs:
+        inside = PurePosixPath(project.actions_path()).relative_to(project.path)
+        nfs_actions_export = str(PurePosixPath(nfs.export) / inside)
+    named_volumes = [
+        f"{p.container.name}-{'data' if p.container.service in ('mongo', 'redis') else 'state'}"
+        for p in ctx.containers
+        if p.container.service in ("mongo", "redis", "lb", "action-lb")
+    ]
+    return {
+        **{field.name: getattr(ctx, field.name) for field in dataclasses.fields(ctx)},
+        "key_prefix": ctx.key_prefix,
+        "resolve_names": any(t.by_name for t in (*ctx.frontends, *ctx.actions)),
+        "project_volume": "project" if nfs else project.path,
+        "actions_volume": "actions" if nfs else project.actions_path(),
+        "nfs": nfs,
+        "nfs_actions_export": nfs_actions_export,
+        "named_volumes": named_volumes,
+        "mongo_tracker": isinstance(cluster.stores.tracker, MongoTracker),
+    }
+
+
+def write_tree(root: Path, files: Iterable[RenderedFile]) -> list[Path]:
+    """Write `files` under `root/<host>/`; untouched when the content is already there.
+
+    Returns the paths that changed. The tree is private to its owner (files hold secrets);
+    folders inside are traversable so containers can read the files mounted from them.
+    """
+    changed: list[Path] = []
+    root.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        target = root / file.host / file.path
+        if target.is_file() and target.read_text(encoding="utf-8") == file.content:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(file.content, encoding="utf-8")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)  # atomic: a reloading HAProxy never reads half a file
+        changed.append(target)
+    for host_dir in {root / f.host for f in files}:
+        os.chmod(host_dir, 0o700)
+    return changed
