@@ -23,7 +23,9 @@ class ActionConfirmBooking(Action):
         cuisine = (tracker.get_slot("cuisine") or "").strip()
         people = (tracker.get_slot("people") or "").strip()
         # Derived from the conversation, so any action server gives the same reference.
-        reference = hashlib.sha256(f"{tracker.sender_id}|{cuisine}|{people}".encode()).hexdigest()[:8]
+        reference = hashlib.sha256(f"{tracker.sender_id}|{cuisine}|{people}".encode()).hexdigest()[
+            :8
+        ]
         dispatcher.utter_message(
             text=f"Booked: a table for {people} ({cuisine} cuisine). Reference {reference.upper()}.",
             json_message={"served_by": socket.gethostname(), "reference": reference},

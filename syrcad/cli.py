@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from syrcad import config, plan, render
@@ -31,7 +31,9 @@ err = Console(stderr=True)
 
 HostsFile = Annotated[
     Path,
-    typer.Option("--hosts", "-H", envvar="SYRCAD_HOSTS", help="The cluster description.", show_default=True),
+    typer.Option(
+        "--hosts", "-H", envvar="SYRCAD_HOSTS", help="The cluster description.", show_default=True
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -47,7 +49,9 @@ def _load(hosts: Path) -> tuple[config.Loaded, plan.Placement]:
 def validate(hosts: HostsFile = Path("hosts.yml")) -> None:
     """Check hosts.yml (shape, roles, addresses, ports) without writing anything."""
     loaded, placement = _load(hosts)
-    out.print(f"{hosts}: valid — {len(loaded.cluster.hosts)} hosts, {len(placement.containers)} containers")
+    out.print(
+        f"{hosts}: valid — {len(loaded.cluster.hosts)} hosts, {len(placement.containers)} containers"
+    )
 
 
 @app.command("plan")
@@ -74,14 +78,21 @@ def plan_command(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) 
     for host in loaded.cluster.hosts:
         for row in (r for r in rows if r["host"] == host):
             ports = ", ".join(f"{k} {v}" for k, v in dict(row["ports"]).items())  # type: ignore[call-overload]
-            table.add_row(f"{host} ({row['address']})", str(row["service"]), str(row["replica"]),
-                          str(row["container"]), ports)
+            table.add_row(
+                f"{host} ({row['address']})",
+                str(row["service"]),
+                str(row["replica"]),
+                str(row["container"]),
+                ports,
+            )
     out.print(table)
 
 
 @app.command("render")
 def render_command(
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write, one sub-folder per host.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write, one sub-folder per host.")
+    ],
     hosts: HostsFile = Path("hosts.yml"),
 ) -> None:
     """Write every host's files (compose, HAProxy, Rasa endpoints/credentials) to a folder."""
@@ -103,13 +114,19 @@ def up(hosts: HostsFile = Path("hosts.yml")) -> None:
     with RichReporter(out) as reporter:
         result = deploy.up(dep, reporter)
     if result.changed:
-        for label, names in (("created", result.created), ("recreated", result.recreated),
-                             ("removed", result.removed), ("reloaded", result.reloaded),
-                             ("restarted", result.restarted)):
+        for label, names in (
+            ("created", result.created),
+            ("recreated", result.recreated),
+            ("removed", result.removed),
+            ("reloaded", result.reloaded),
+            ("restarted", result.restarted),
+        ):
             if names:
                 out.print(f"{label}: {', '.join(names)}")
     else:
-        out.print(f"Nothing to change: {len(dep.placement.containers)} containers already up to date.")
+        out.print(
+            f"Nothing to change: {len(dep.placement.containers)} containers already up to date."
+        )
     _print_urls(dep)
 
 
@@ -118,26 +135,39 @@ def _print_urls(dep: deploy.Deployment) -> None:
         address = dep.hosts[lb.host].address
         public = f"http://{address}:{lb.port('http').host_port}"
         out.print(f"Public URL:  {public}/webhooks/rest/webhook  (socket.io: {public}/socket.io/)")
-        out.print(f"Rasa API:    http://{address}:{lb.port('api').host_port}  (auth token in "
-                  f"{secrets_path(dep.loaded.path)})")
-        out.print(f"LB stats:    http://{address}:{lb.port('stats').host_port}/stats  (user admin), "
-                  f"metrics: /metrics")
-        out.print(f"Load test:   syrcad loadtest --hosts {dep.loaded.path}   "
-                  f"(or: locust -f loadtest/locustfile.py --host {public})")
-        out.print(f"Try it:      curl -s {public}/webhooks/rest/webhook -d '{{\"sender\": \"me\", "
-                  f"\"message\": \"book a table\"}}'")
+        out.print(
+            f"Rasa API:    http://{address}:{lb.port('api').host_port}  (auth token in "
+            f"{secrets_path(dep.loaded.path)})"
+        )
+        out.print(
+            f"LB stats:    http://{address}:{lb.port('stats').host_port}/stats  (user admin), "
+            f"metrics: /metrics"
+        )
+        out.print(
+            f"Load test:   syrcad loadtest --hosts {dep.loaded.path}   "
+            f"(or: locust -f loadtest/locustfile.py --host {public})"
+        )
+        out.print(
+            f'Try it:      curl -s {public}/webhooks/rest/webhook -d \'{{"sender": "me", '
+            f'"message": "book a table"}}\''
+        )
 
 
 @app.command()
 def down(
     hosts: HostsFile = Path("hosts.yml"),
-    volumes: Annotated[bool, typer.Option("--volumes", help="Also delete the Mongo and Redis data.")] = False,
+    volumes: Annotated[
+        bool, typer.Option("--volumes", help="Also delete the Mongo and Redis data.")
+    ] = False,
 ) -> None:
     """Stop and remove the cluster's containers (keeps the store volumes unless --volumes)."""
     dep = deploy.prepare(hosts)
     with RichReporter(out) as reporter:
         deploy.down(dep, volumes, reporter)
-    out.print("Cluster stopped" + (" and its data deleted." if volumes else "; Mongo and Redis data kept."))
+    out.print(
+        "Cluster stopped"
+        + (" and its data deleted." if volumes else "; Mongo and Redis data kept.")
+    )
 
 
 @app.command()
@@ -168,9 +198,13 @@ def _status_table(hosts: Path, as_json: bool, with_lb: bool) -> None:
 
 @app.command()
 def logs(
-    service: Annotated[str, typer.Argument(help="A service (frontend, action, lb, …) or one replica (frontend-2).")],
+    service: Annotated[
+        str, typer.Argument(help="A service (frontend, action, lb, …) or one replica (frontend-2).")
+    ],
     hosts: HostsFile = Path("hosts.yml"),
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
     tail: Annotated[int, typer.Option("--tail", help="Lines from the end of each log.")] = 100,
 ) -> None:
     """Print the logs of a service's containers on every host."""
@@ -196,10 +230,17 @@ app.add_typer(images_app, name="images")
 def images_build(
     ca_bundle: Annotated[
         Path | None,
-        typer.Option("--ca-bundle", envvar=["SYRCAD_CA_BUNDLE", "PIP_CERT"], exists=True, dir_okay=False,
-                     help="CA certificates for pip behind a TLS-intercepting proxy."),
+        typer.Option(
+            "--ca-bundle",
+            envvar=["SYRCAD_CA_BUNDLE", "PIP_CERT"],
+            exists=True,
+            dir_okay=False,
+            help="CA certificates for pip behind a TLS-intercepting proxy.",
+        ),
     ] = None,
-    mirror: Annotated[str | None, typer.Option("--mirror", help="Debian mirror (default: this machine's).")] = None,
+    mirror: Annotated[
+        str | None, typer.Option("--mirror", help="Debian mirror (default: this machine's).")
+    ] = None,
 ) -> None:
     """Build the stand-in images (Rasa, rasa-sdk, HAProxy, Redis, Mongo) from Debian packages."""
     from python_on_whales import DockerClient
@@ -216,26 +257,23 @@ def schema() -> None:
 
 
 def main() -> None:
-    """Entry point: run the app, turn every known error into a message and an exit code."""
+    """Entry point: run the app, turn every known error into a message and an exit code.
+
+    Usage errors (exit 2) and Ctrl-C are Typer's own; everything syrcad raises ends here.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except SyrcadError as error:
-        err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err.print("interrupted")
-        sys.exit(130)
     except Exception as error:  # a bug of ours: say so plainly; the traceback is opt-in
         if os.environ.get("SYRCAD_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/] {type(error).__name__}: {error}\n"
-                  "This is a bug in syrcad. Run again with SYRCAD_DEBUG=1 for the traceback.",
-                  highlight=False)
+        err.print(
+            f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))}\n"
+            "This is a bug in syrcad. Run again with SYRCAD_DEBUG=1 for the traceback.",
+            highlight=False,
+        )
         sys.exit(70)
 
 

@@ -65,7 +65,9 @@ class RemoteError(SyrcadError):
         self.stderr = stderr
         self.step = step
         self.hint = hint
-        lines = [f"{host}: {step or 'command'} failed" + (f" (exit {returncode})" if returncode else "")]
+        lines = [
+            f"{host}: {step or 'command'} failed" + (f" (exit {returncode})" if returncode else "")
+        ]
         detail = (stderr or stdout).strip()
         if detail:
             lines.append(detail[-2000:])

@@ -7,7 +7,7 @@ starting only what changed and waiting until each stage is ready before the next
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +21,19 @@ from syrcad.config.secrets import Secrets, ensure, secrets_path
 from syrcad.errors import RemoteError, SyrcadError
 from syrcad.plan.placement import Container, Placement, Service
 
-STAGES: tuple[tuple[Service, ...], ...] = (("mongo", "redis"), ("action",), ("frontend",), ("action-lb", "lb"))
+STAGES: tuple[tuple[Service, ...], ...] = (
+    ("mongo", "redis"),
+    ("action",),
+    ("frontend",),
+    ("action-lb", "lb"),
+)
 STAGE_TIMEOUT_S: dict[Service, float] = {
-    "mongo": 120, "redis": 60, "action": 180, "frontend": 420, "action-lb": 60, "lb": 60,
+    "mongo": 120,
+    "redis": 60,
+    "action": 180,
+    "frontend": 420,
+    "action-lb": 60,
+    "lb": 60,
 }
 LOG_LINES = 30
 
@@ -78,7 +88,16 @@ class UpResult:
 
     @property
     def changed(self) -> bool:
-        return any((self.changed_files, self.created, self.recreated, self.removed, self.reloaded, self.restarted))
+        return any(
+            (
+                self.changed_files,
+                self.created,
+                self.recreated,
+                self.removed,
+                self.reloaded,
+                self.restarted,
+            )
+        )
 
 
 def up(dep: Deployment, report: Reporter) -> UpResult:
@@ -86,7 +105,11 @@ def up(dep: Deployment, report: Reporter) -> UpResult:
     result = UpResult()
     hosts = dep.used_hosts()
     for host in hosts:
-        host.run("reach the Docker engine", lambda d: d.version(), hint=f"Is the engine at {host.url} running?")
+        host.run(
+            "reach the Docker engine",
+            lambda d: d.version(),
+            hint=f"Is the engine at {host.url} running?",
+        )
     _check_images(dep, hosts)
     before = {h.name: facts.containers(h) for h in hosts}
     for host in hosts:
@@ -99,13 +122,13 @@ def up(dep: Deployment, report: Reporter) -> UpResult:
         for host in hosts:
             names = [c.name for c in dep.placement.on(host.name) if c.service in stage]
             if names:
-                host.run(f"start {', '.join(names)}", lambda d, n=names: d.compose.up(n, detach=True, quiet=True))
+                host.start(names)
                 started.append((host, names))
         if started:
             _wait_ready(started, "/".join(stage), max(STAGE_TIMEOUT_S[s] for s in stage), report)
     # Removes containers no longer placed (lower replica counts), once the LBs know the new set.
     for host in hosts:
-        host.run("remove old containers", lambda d: d.compose.up(detach=True, remove_orphans=True, quiet=True))
+        host.remove_orphans()
     after = {h.name: facts.containers(h) for h in hosts}
     for host in hosts:
         old, new = before[host.name], after[host.name]
@@ -115,20 +138,29 @@ def up(dep: Deployment, report: Reporter) -> UpResult:
             elif old[name].id != fact.id:
                 result.recreated.append(name)
         result.removed += [name for name in old if name not in new]
-        result.reloaded += _reload_changed_lbs(host, result.changed_files.get(host.name, []), old, new)
-        result.restarted += _restart_changed_frontends(dep, host, result.changed_files.get(host.name, []),
-                                                       old, new, report)
+        result.reloaded += _reload_changed_lbs(
+            host, result.changed_files.get(host.name, []), old, new
+        )
+        result.restarted += _restart_changed_frontends(
+            dep, host, result.changed_files.get(host.name, []), old, new, report
+        )
     _wait_lbs(dep, report)
     return result
 
 
 def _check_images(dep: Deployment, hosts: Sequence[HostHandle]) -> None:
     images = dep.cluster.images
-    by_service = {"frontend": images.rasa, "action": images.actions, "lb": images.haproxy,
-                  "action-lb": images.haproxy, "mongo": images.mongo, "redis": images.redis}
+    by_service = {
+        "frontend": images.rasa,
+        "action": images.actions,
+        "lb": images.haproxy,
+        "action-lb": images.haproxy,
+        "mongo": images.mongo,
+        "redis": images.redis,
+    }
     for host in hosts:
         wanted = sorted({by_service[c.service] for c in dep.placement.on(host.name)})
-        missing = [i for i in wanted if not host.run("inspect images", lambda d, i=i: d.image.exists(i))]
+        missing = [i for i in wanted if not host.has_image(i)]
         if missing:
             raise SyrcadError(
                 f"{host.name}: image(s) missing on its engine: {', '.join(missing)}\n"
@@ -136,7 +168,9 @@ def _check_images(dep: Deployment, hosts: Sequence[HostHandle]) -> None:
             )
 
 
-def _wait_ready(started: list[tuple[HostHandle, list[str]]], stage: str, timeout: float, report: Reporter) -> None:
+def _wait_ready(
+    started: list[tuple[HostHandle, list[str]]], stage: str, timeout: float, report: Reporter
+) -> None:
     deadline = time.monotonic() + timeout
     total = sum(len(names) for _, names in started)
     while True:
@@ -147,44 +181,71 @@ def _wait_ready(started: list[tuple[HostHandle, list[str]]], stage: str, timeout
                 fact = current.get(name)
                 if fact is None or not fact.ready:
                     pending.append((host, name, fact))
-                    if fact and (fact.state in ("exited", "dead") or fact.health == "unhealthy"
-                                 or fact.restarts >= 3):
-                        _fail(host, name, f"{fact.state}, {fact.health or 'no healthcheck'}, "
-                                          f"{fact.restarts} restarts")
+                    if fact and (
+                        fact.state in ("exited", "dead")
+                        or fact.health == "unhealthy"
+                        or fact.restarts >= 3
+                    ):
+                        _fail(
+                            host,
+                            name,
+                            f"{fact.state}, {fact.health or 'no healthcheck'}, "
+                            f"{fact.restarts} restarts",
+                        )
         report.waiting(stage, total - len(pending), total, [name for _, name, _ in pending])
         if not pending:
             report.done_waiting(stage)
             return
         if time.monotonic() > deadline:
             host, name, fact = pending[0]
-            _fail(host, name, f"not ready after {timeout:.0f}s ({fact.state if fact else 'no container'}"
-                              f"{', ' + fact.health if fact and fact.health else ''})")
+            _fail(
+                host,
+                name,
+                f"not ready after {timeout:.0f}s ({fact.state if fact else 'no container'}"
+                f"{', ' + fact.health if fact and fact.health else ''})",
+            )
         time.sleep(2)
 
 
 def _fail(host: HostHandle, name: str, cause: str) -> None:
-    logs = host.run(f"read logs of {name}", lambda d: d.compose.logs([name], tail=str(LOG_LINES)))
-    raise RemoteError(host.name, ["compose", "up", name], None, "", "", step=f"start {name}",
-                      hint=f"cause: {cause}\n--- last {LOG_LINES} log lines of {name} ---\n{str(logs).rstrip()}")
+    logs = host.log_tail(name, LOG_LINES)
+    raise RemoteError(
+        host.name,
+        ["compose", "up", name],
+        None,
+        "",
+        "",
+        step=f"start {name}",
+        hint=f"cause: {cause}\n--- last {LOG_LINES} log lines of {name} ---\n{str(logs).rstrip()}",
+    )
 
 
-def _reload_changed_lbs(host: HostHandle, changed: list[str], old: dict[str, facts.ContainerFact],
-                        new: dict[str, facts.ContainerFact]) -> list[str]:
+def _reload_changed_lbs(
+    host: HostHandle,
+    changed: list[str],
+    old: dict[str, facts.ContainerFact],
+    new: dict[str, facts.ContainerFact],
+) -> list[str]:
     """A config file changed under a running LB that compose kept: reload it without a restart."""
     reloaded = []
     for service in ("lb", "action-lb"):
-        names = [n for n in new if n.startswith(f"{service}-") and n[len(service) + 1:].isdigit()]
+        names = [n for n in new if n.startswith(f"{service}-") and n[len(service) + 1 :].isdigit()]
         for name in names:
             if f"{service}/haproxy.cfg" in changed and name in old and old[name].id == new[name].id:
                 # SIGUSR2 to the master: new workers with the new config, old ones finish their work.
-                host.run(f"reload {name}", lambda d, n=name: d.compose.kill([n], signal="USR2"))
+                host.signal(name, "USR2")
                 reloaded.append(name)
     return reloaded
 
 
-def _restart_changed_frontends(dep: Deployment, host: HostHandle, changed: list[str],
-                               old: dict[str, facts.ContainerFact], new: dict[str, facts.ContainerFact],
-                               report: Reporter) -> list[str]:
+def _restart_changed_frontends(
+    dep: Deployment,
+    host: HostHandle,
+    changed: list[str],
+    old: dict[str, facts.ContainerFact],
+    new: dict[str, facts.ContainerFact],
+    report: Reporter,
+) -> list[str]:
     """Rasa reads endpoints/credentials at boot: restart kept frontends one at a time."""
     if not any(p.startswith("rasa/") for p in changed):
         return []
@@ -192,7 +253,7 @@ def _restart_changed_frontends(dep: Deployment, host: HostHandle, changed: list[
     for container in dep.placement.on(host.name):
         name = container.name
         if container.service == "frontend" and name in old and old[name].id == new[name].id:
-            host.run(f"restart {name}", lambda d, n=name: d.compose.restart([n]))
+            host.restart(name)
             _wait_ready([(host, [name])], name, STAGE_TIMEOUT_S["frontend"], report)
             restarted.append(name)
     return restarted
@@ -209,32 +270,46 @@ def lb_targets(dep: Deployment) -> Iterator[tuple[Container, str, int, str]]:
 def _wait_lbs(dep: Deployment, report: Reporter, timeout: float = 60) -> None:
     """Until every LB reports every replica of its backend UP."""
     deadline = time.monotonic() + timeout
-    expected = {"frontends": {c.name for c in dep.placement.of("frontend")},
-                "action_servers": {c.name for c in dep.placement.of("action")}}
+    expected = {
+        "frontends": {c.name for c in dep.placement.of("frontend")},
+        "action_servers": {c.name for c in dep.placement.of("action")},
+    }
     while True:
         pending = []
         for lb, address, port, backend in lb_targets(dep):
             states = facts.lb_servers(address, port, dep.secrets.stats_password)
-            pending += [f"{lb.name}/{s}" for s in sorted(expected[backend]) if states.get((backend, s)) != "UP"]
-        total = sum(len(v) for v in expected.values()) * max(1, len({c.host for c in dep.placement.of("lb")}))
+            pending += [
+                f"{lb.name}/{s}"
+                for s in sorted(expected[backend])
+                if states.get((backend, s)) != "UP"
+            ]
+        total = sum(len(v) for v in expected.values()) * max(
+            1, len({c.host for c in dep.placement.of("lb")})
+        )
         report.waiting("in load balancers", total - len(pending), total, pending)
         if not pending:
             report.done_waiting("in load balancers")
             return
         if time.monotonic() > deadline:
-            raise SyrcadError(f"not UP in their load balancer after {timeout:.0f}s: {', '.join(pending)}")
+            raise SyrcadError(
+                f"not UP in their load balancer after {timeout:.0f}s: {', '.join(pending)}"
+            )
         time.sleep(1)
 
 
 def down(dep: Deployment, volumes: bool, report: Reporter) -> None:
     """Stop and remove the cluster's containers, load balancers first, stores last."""
+
     def order(host: HostHandle) -> int:
         services = [c.service for c in dep.placement.on(host.name)]
         return -min(next(i for i, stage in enumerate(STAGES) if s in stage) for s in services)
 
     for host in sorted(dep.used_hosts(), key=order):
         report.step(f"{host.name}: stopping")
-        host.run("stop containers", lambda d: d.compose.down(remove_orphans=True, volumes=volumes, quiet=True))
+        host.run(
+            "stop containers",
+            lambda d: d.compose.down(remove_orphans=True, volumes=volumes, quiet=True),
+        )
 
 
 def train(dep: Deployment, report: Reporter) -> str:
@@ -246,27 +321,41 @@ def train(dep: Deployment, report: Reporter) -> str:
     project = cluster.project
     report.step(f"{where}: training with {cluster.images.rasa} (models → {project.path}/{models})")
 
+    mounts: list[list[str]] = []
+    volumes: list[tuple[str, str]] = []
+    if project.nfs:
+        nfs = project.nfs
+        # Read-write here, unlike the frontends' read-only mount: training writes the model.
+        options = f'"volume-opt=o=addr={nfs.server},{nfs.options}"'  # quoted: the value has commas
+        mounts.append(
+            [
+                "type=volume",
+                "target=/app",
+                "volume-driver=local",
+                "volume-opt=type=nfs",
+                f"volume-opt=device=:{nfs.export}",
+                options,
+            ]
+        )
+    else:
+        volumes.append((project.path, "/app"))
+
     def run(docker: DockerClient) -> str:
-        mount: dict[str, list[list[str]] | list[tuple[str, str]]]
-        if project.nfs:
-            nfs = project.nfs
-            mount = {"mounts": [[
-                "type=volume", "target=/app", "volume-driver=local", "volume-opt=type=nfs",
-                f"volume-opt=device=:{nfs.export}", f"\"volume-opt=o=addr={nfs.server},{nfs.options}\"",
-            ]]}
-        else:
-            mount = {"volumes": [(project.path, "/app")]}
-        output = docker.run(
+        return docker.run(
             cluster.images.rasa,
             ["train", "--out", models],
             workdir="/app",
             # Root inside, so the container can write the shared project whatever its owner.
             user="0:0",
-            envs={"RASA_TELEMETRY_ENABLED": "false", "RASA_CACHE_DIRECTORY": "/tmp/rasa-cache", "HOME": "/tmp"},
+            envs={
+                "RASA_TELEMETRY_ENABLED": "false",
+                "RASA_CACHE_DIRECTORY": "/tmp/rasa-cache",
+                "HOME": "/tmp",
+            },
             remove=True,
-            **mount,  # type: ignore[arg-type]
+            mounts=mounts,
+            volumes=volumes,
         )
-        return str(output)
 
     output = host.run("train the model", run)
     trained = [line for line in output.splitlines() if "model is trained and saved at" in line]

@@ -35,19 +35,24 @@ def containers(host: HostHandle) -> dict[str, ContainerFact]:
     """The cluster's containers on `host`, by compose service name (compose file not needed)."""
 
     def read(docker: DockerClient) -> dict[str, ContainerFact]:
-        found = docker.container.list(all=True, filters={"label": f"com.docker.compose.project={host.project}"})
+        found = docker.container.list(
+            all=True, filters={"label": f"com.docker.compose.project={host.project}"}
+        )
         facts = {}
         for c in found:
-            name = c.config.labels.get(SERVICE_LABEL, c.name)
+            name = (c.config.labels or {}).get(SERVICE_LABEL, c.name)
             health = c.state.health.status if c.state.health else ""
-            facts[name] = ContainerFact(host.name, name, c.id, c.state.status or "", health or "",
-                                        c.restart_count or 0)
+            facts[name] = ContainerFact(
+                host.name, name, c.id, c.state.status or "", health or "", c.restart_count or 0
+            )
         return facts
 
     return host.run("list containers", read)
 
 
-def http_get(url: str, auth: tuple[str, str] | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
+def http_get(
+    url: str, auth: tuple[str, str] | None = None, timeout: float = 3.0
+) -> tuple[int, bytes]:
     """GET `url`; (status, body), or (0, b"") when nothing answers."""
     request = urllib.request.Request(url)
     if auth:
@@ -81,7 +86,11 @@ def lb_sessions(address: str, port: int, password: str) -> dict[tuple[str, str],
     if status != 200:
         return {}
     rows = csv.DictReader(io.StringIO(body.decode().lstrip("# ")))
-    return {(r["pxname"], r["svname"]): int(r["stot"] or 0) for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")}
+    return {
+        (r["pxname"], r["svname"]): int(r["stot"] or 0)
+        for r in rows
+        if r["svname"] not in ("FRONTEND", "BACKEND")
+    }
 
 
 def model_id(address: str, port: int, token: str) -> str:

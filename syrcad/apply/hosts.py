@@ -43,7 +43,9 @@ class HostHandle:
         return self.local_root / self.name / "compose.yml"
 
     def docker(self) -> DockerClient:
-        return DockerClient(host=self.url, compose_files=[self.compose_file], compose_project_name=self.project)
+        return DockerClient(
+            host=self.url, compose_files=[self.compose_file], compose_project_name=self.project
+        )
 
     def run(self, step: str, action: Callable[[DockerClient], T], hint: str = "") -> T:
         """Run `action` against this host's engine; a failure names the host and the step."""
@@ -60,10 +62,43 @@ class HostHandle:
                 hint=hint,
             ) from None
 
+    def start(self, services: Sequence[str]) -> None:
+        """`docker compose up -d` for these services: creates or recreates only what changed."""
+        names = list(services)
+        self.run(
+            f"start {', '.join(names)}", lambda d: d.compose.up(names, detach=True, quiet=True)
+        )
+
+    def remove_orphans(self) -> None:
+        """Remove the cluster's containers this host's compose file no longer has."""
+        self.run(
+            "remove old containers",
+            lambda d: d.compose.up(detach=True, remove_orphans=True, quiet=True),
+        )
+
+    def signal(self, service: str, signal: str) -> None:
+        self.run(f"signal {service}", lambda d: d.compose.kill([service], signal=signal))
+
+    def restart(self, service: str) -> None:
+        self.run(f"restart {service}", lambda d: d.compose.restart([service]))
+
+    def has_image(self, image: str) -> bool:
+        return self.run("inspect images", lambda d: d.image.exists(image))
+
+    def log_tail(self, service: str, lines: int) -> str:
+        return str(
+            self.run(
+                f"read logs of {service}", lambda d: d.compose.logs([service], tail=str(lines))
+            )
+        )
+
     def sync(self, files: Sequence[RenderedFile]) -> list[str]:
         """Put this host's rendered files in place; returns the relative paths that changed."""
         mine = [f for f in files if f.host == self.name]
-        changed = [str(p.relative_to(self.local_root / self.name)) for p in write_tree(self.local_root, mine)]
+        changed = [
+            str(p.relative_to(self.local_root / self.name))
+            for p in write_tree(self.local_root, mine)
+        ]
         if changed and not self.shares_our_disk:
             self._push(changed)
         return changed
@@ -77,13 +112,26 @@ class HostHandle:
             port = ["-p", number]
         folder = shlex.quote(str(self.remote_root / self.name))
         stream = subprocess.run(
-            ["tar", "-C", str(self.local_root / self.name), "-cf", "-", *paths], capture_output=True, check=True
+            ["tar", "-C", str(self.local_root / self.name), "-cf", "-", *paths],
+            capture_output=True,
+            check=True,
         ).stdout
-        argv = ["ssh", *port, destination, f"mkdir -p {folder} && chmod 700 {folder} && tar -C {folder} -xf -"]
+        argv = [
+            "ssh",
+            *port,
+            destination,
+            f"mkdir -p {folder} && chmod 700 {folder} && tar -C {folder} -xf -",
+        ]
         done = subprocess.run(argv, input=stream, capture_output=True, check=False)
         if done.returncode != 0:
-            raise RemoteError(self.name, argv, done.returncode, "", done.stderr.decode(errors="replace"),
-                              step="copy the rendered files")
+            raise RemoteError(
+                self.name,
+                argv,
+                done.returncode,
+                "",
+                done.stderr.decode(errors="replace"),
+                step="copy the rendered files",
+            )
 
 
 def handles(cluster: Cluster, workspace: Path) -> dict[str, HostHandle]:

@@ -49,7 +49,7 @@ def base_tag(suite: Suite) -> str:
 
 def apt_mirror(sources: Path = Path("/etc/apt")) -> str:
     """The Debian mirror this machine's apt uses (a proxy-friendly choice), else the default."""
-    candidates = sorted(sources.glob("sources.list.d/*.sources")) + [sources / "sources.list"]
+    candidates = [*sorted(sources.glob("sources.list.d/*.sources")), sources / "sources.list"]
     for file in candidates:
         try:
             text = file.read_text(encoding="utf-8")
@@ -76,7 +76,9 @@ def recipe_hash(recipe: Recipe, ca_bundle: bytes, base_id: str) -> str:
 Report = Callable[[str], None]
 
 
-def build_all(docker: DockerClient, ca_bundle: Path | None, mirror: str | None, report: Report) -> None:
+def build_all(
+    docker: DockerClient, ca_bundle: Path | None, mirror: str | None, report: Report
+) -> None:
     """Build every stand-in image that is missing or out of date on `docker`'s engine."""
     bundle = ca_bundle.read_bytes() if ca_bundle else b""
     for suite in sorted({r.suite for r in RECIPES}):
@@ -88,9 +90,10 @@ def build_all(docker: DockerClient, ca_bundle: Path | None, mirror: str | None, 
     for recipe in RECIPES:
         base_id = docker.image.inspect(base_tag(recipe.suite)).id
         wanted = recipe_hash(recipe, bundle, base_id)
-        if docker.image.exists(recipe.tag) and (docker.image.inspect(recipe.tag).config.labels or {}).get(
-            HASH_LABEL
-        ) == wanted:
+        if (
+            docker.image.exists(recipe.tag)
+            and (docker.image.inspect(recipe.tag).config.labels or {}).get(HASH_LABEL) == wanted
+        ):
             report(f"{recipe.tag}: up to date")
             continue
         report(f"{recipe.tag}: building …")
@@ -105,9 +108,15 @@ def build_all(docker: DockerClient, ca_bundle: Path | None, mirror: str | None, 
                     build_args={"BASE": base_tag(recipe.suite)},
                 )
             except DockerException as error:
-                raise RemoteError("local", error.docker_command, error.return_code, error.stdout or "",
-                                  error.stderr or "", step=f"build {recipe.tag}",
-                                  hint="Behind a TLS-intercepting proxy? Pass --ca-bundle.") from None
+                raise RemoteError(
+                    "local",
+                    error.docker_command,
+                    error.return_code,
+                    error.stdout or "",
+                    error.stderr or "",
+                    step=f"build {recipe.tag}",
+                    hint="Behind a TLS-intercepting proxy? Pass --ca-bundle.",
+                ) from None
         report(f"{recipe.tag}: built")
 
 
@@ -121,11 +130,24 @@ def _bootstrap_base(docker: DockerClient, suite: Suite, mirror: str) -> None:
         argv = ["debootstrap", "--variant=minbase", suite, str(rootfs), mirror]
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            raise RemoteError("local", argv, done.returncode, done.stdout, done.stderr, step=f"debootstrap {suite}")
+            raise RemoteError(
+                "local",
+                argv,
+                done.returncode,
+                done.stdout,
+                done.stderr,
+                step=f"debootstrap {suite}",
+            )
         archive = Path(scratch, "rootfs.tar")
         subprocess.run(["tar", "-C", str(rootfs), "-cf", str(archive), "."], check=True)
         try:
             docker.image.import_(archive, tag=base_tag(suite))
         except DockerException as error:
-            raise RemoteError("local", error.docker_command, error.return_code, error.stdout or "",
-                              error.stderr or "", step=f"import {base_tag(suite)}") from None
+            raise RemoteError(
+                "local",
+                error.docker_command,
+                error.return_code,
+                error.stdout or "",
+                error.stderr or "",
+                step=f"import {base_tag(suite)}",
+            ) from None

@@ -22,8 +22,13 @@ class ReplicaStatus:
     model: str
 
     def as_dict(self, with_lb: bool) -> dict[str, str]:
-        row = {"host": self.host, "container": self.container, "service": self.service,
-               "state": self.state, "health": self.health or "-"}
+        row = {
+            "host": self.host,
+            "container": self.container,
+            "service": self.service,
+            "state": self.state,
+            "health": self.health or "-",
+        }
         if with_lb:
             row |= {"lb": self.lb, "model": self.model or "-"}
         return row
@@ -34,10 +39,13 @@ def status(dep: Deployment, with_lb: bool) -> list[ReplicaStatus]:
     lb_states: dict[str, list[str]] = {}
     if with_lb:
         for lb, address, port, backend in lb_targets(dep):
-            for (pxname, server), state in facts.lb_servers(address, port, dep.secrets.stats_password).items():
+            for (pxname, server), state in facts.lb_servers(
+                address, port, dep.secrets.stats_password
+            ).items():
                 if pxname == backend:
-                    lb_states.setdefault(server, []).append(state if len(list(lb_targets(dep))) <= 2
-                                                           else f"{lb.name}:{state}")
+                    lb_states.setdefault(server, []).append(
+                        state if len(list(lb_targets(dep))) <= 2 else f"{lb.name}:{state}"
+                    )
     rows = []
     for host in dep.used_hosts():
         running = facts.containers(host)
@@ -47,24 +55,37 @@ def status(dep: Deployment, with_lb: bool) -> list[ReplicaStatus]:
             container = placed.get(name)
             service = container.service if container else "(not placed)"
             model = ""
-            if with_lb and container and container.service == "frontend" and fact and fact.state == "running":
-                model = facts.model_id(host.address, container.port("http").host_port, dep.secrets.rasa_token)
-            rows.append(ReplicaStatus(
-                host=host.name,
-                container=name,
-                service=service,
-                state=fact.state if fact else "missing",
-                health=fact.health if fact else "",
-                lb="/".join(lb_states.get(name, [])) or "-",
-                model=model,
-            ))
+            if (
+                with_lb
+                and container
+                and container.service == "frontend"
+                and fact
+                and fact.state == "running"
+            ):
+                model = facts.model_id(
+                    host.address, container.port("http").host_port, dep.secrets.rasa_token
+                )
+            rows.append(
+                ReplicaStatus(
+                    host=host.name,
+                    container=name,
+                    service=service,
+                    state=fact.state if fact else "missing",
+                    health=fact.health if fact else "",
+                    lb="/".join(lb_states.get(name, [])) or "-",
+                    model=model,
+                )
+            )
     return rows
 
 
 def logs(dep: Deployment, service: str, follow: bool, tail: int) -> Iterator[str]:
     """Lines of the matching containers' logs, prefixed with host and container."""
-    wanted = [(dep.hosts[c.host], c.name) for c in dep.placement.containers
-              if service in (c.service, c.name)]
+    wanted = [
+        (dep.hosts[c.host], c.name)
+        for c in dep.placement.containers
+        if service in (c.service, c.name)
+    ]
     if not wanted:
         from syrcad.errors import SyrcadError
 
@@ -75,8 +96,12 @@ def logs(dep: Deployment, service: str, follow: bool, tail: int) -> Iterator[str
     def pump(host_name: str, name: str) -> None:
         host = dep.hosts[host_name]
         try:
-            stream = host.run(f"read logs of {name}", lambda d: d.compose.logs(
-                [name], tail=str(tail), follow=follow, stream=True, no_log_prefix=True))
+            stream = host.run(
+                f"read logs of {name}",
+                lambda d: d.compose.logs(
+                    [name], tail=str(tail), follow=follow, stream=True, no_log_prefix=True
+                ),
+            )
             for _, chunk in stream:
                 for line in chunk.decode(errors="replace").splitlines():
                     lines.put(f"{host_name} {name} | {line}")

@@ -6,7 +6,14 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from syrcad.apply.deploy import Reporter
 
@@ -29,8 +36,12 @@ class RichReporter(Reporter):
         self.progress.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.progress.stop()
 
     def step(self, message: str) -> None:
@@ -39,7 +50,9 @@ class RichReporter(Reporter):
     def waiting(self, stage: str, ready: int, total: int, pending: Sequence[str]) -> None:
         shown = ", ".join(pending[:4]) + (" …" if len(pending) > 4 else "")
         if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(f"ready: {stage}", total=total, pending=shown)
+            self.tasks[stage] = self.progress.add_task(
+                f"ready: {stage}", total=total, pending=shown
+            )
         self.progress.update(self.tasks[stage], completed=ready, total=total, pending=shown)
 
     def done_waiting(self, stage: str) -> None:

@@ -23,7 +23,8 @@ def check(cluster: Cluster, base: Path) -> Iterator[tuple[Loc, str]]:
     `base` is the folder of hosts.yml: relative identity files are found from there.
     """
     needed = dict(NEEDED_ROLES)
-    mongo_tracker = isinstance(cluster.stores.tracker, MongoTracker)
+    tracker = cluster.stores.tracker
+    mongo_tracker = isinstance(tracker, MongoTracker)
     if mongo_tracker:
         needed["mongo"] = "the MongoDB tracker store"
     for role, purpose in needed.items():
@@ -36,25 +37,38 @@ def check(cluster: Cluster, base: Path) -> Iterator[tuple[Loc, str]]:
                 ("hosts", name, "roles"),
                 "role 'mongo' is only used with stores.tracker.type mongo (the tracker is postgres)",
             )
-    elif len(cluster.hosts_with("mongo")) > 1 and not cluster.stores.tracker.replica_set:
+    elif (
+        isinstance(tracker, MongoTracker)
+        and len(cluster.hosts_with("mongo")) > 1
+        and not tracker.replica_set
+    ):
         yield (
             ("stores", "tracker", "replica_set"),
             "several hosts have the role 'mongo': name their replica set here",
         )
     if len(cluster.hosts_with("redis")) > 1:
-        yield ("hosts",), "only one host may have the role 'redis' (one lock store for all frontends)"
+        yield (
+            ("hosts",),
+            "only one host may have the role 'redis' (one lock store for all frontends)",
+        )
 
     seen: dict[str, str] = {}
     for name, host in cluster.hosts.items():
         address = str(host.address)
         if address in seen:
-            yield ("hosts", name, "address"), f"{address} is already the address of host '{seen[address]}'"
+            yield (
+                ("hosts", name, "address"),
+                f"{address} is already the address of host '{seen[address]}'",
+            )
         else:
             seen[address] = name
         if host.ssh.identity_file:
             identity = Path(host.ssh.identity_file).expanduser()
             if not (base / identity).is_file():
-                yield ("hosts", name, "ssh", "identity_file"), f"file not found: {host.ssh.identity_file}"
+                yield (
+                    ("hosts", name, "ssh", "identity_file"),
+                    f"file not found: {host.ssh.identity_file}",
+                )
 
     project = cluster.project
     if project.nfs and not project.actions_path().startswith(project.path.rstrip("/") + "/"):

@@ -54,11 +54,12 @@ class Source:
     file: str
     lines: Mapping[Loc, int] = field(default_factory=dict)
 
-    def issue(self, loc: Loc, message: str) -> ConfigIssue:
-        line = None
-        for end in range(len(loc), -1, -1):
-            if loc[:end] in self.lines:
-                line = self.lines[loc[:end]]
+    def issue(self, loc: Loc, message: str, at: Loc | None = None) -> ConfigIssue:
+        """An issue at key path `loc`; its line is that of `at` (default `loc`) or its nearest parent."""
+        line, at = None, loc if at is None else at
+        for end in range(len(at), -1, -1):
+            if at[:end] in self.lines:
+                line = self.lines[at[:end]]
                 break
         return ConfigIssue(self.file, format_loc(loc), message, line)
 
@@ -140,9 +141,13 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     except ValidationError as error:
         details = error.errors(include_url=False)
         # A list whose only item failed also reports "too short": the item's error says it all.
-        failed_items = {tuple(d["loc"][:-1]) for d in details if d["loc"] and isinstance(d["loc"][-1], int)}
-        details = [d for d in details if not (d["type"] == "too_short" and tuple(d["loc"]) in failed_items)]
-        raise ConfigError([source.issue(*_describe(detail)) for detail in details]) from None
+        failed_items = {
+            tuple(d["loc"][:-1]) for d in details if d["loc"] and isinstance(d["loc"][-1], int)
+        }
+        details = [
+            d for d in details if not (d["type"] == "too_short" and tuple(d["loc"]) in failed_items)
+        ]
+        raise ConfigError([_located(source, detail) for detail in details]) from None
     from syrcad.config.checks import check
 
     issues = [source.issue(loc, message) for loc, message in check(cluster, base=file.parent)]
@@ -165,7 +170,9 @@ def _check_size(root: yaml.Node, source: Source) -> None:
             total += sum(size(item) for item in node.value)
         sizes[id(node)] = total
         if total > MAX_EXPANDED_NODES:
-            raise ConfigError([source.issue((), "document expands to too many nodes (YAML alias bomb?)")])
+            raise ConfigError(
+                [source.issue((), "document expands to too many nodes (YAML alias bomb?)")]
+            )
         return total
 
     size(root)
@@ -193,15 +200,26 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             return os.path.normpath(base.resolve() / value)
         return value
 
-    data = {**data, "deploy_dir": absolute(data.get("deploy_dir"))} if "deploy_dir" in data else data
+    data = (
+        {**data, "deploy_dir": absolute(data.get("deploy_dir"))} if "deploy_dir" in data else data
+    )
     project = data.get("project")
     if isinstance(project, dict):
-        project = {key: absolute(v) if key in ("path", "actions") else v for key, v in project.items()}
+        project = {
+            key: absolute(v) if key in ("path", "actions") else v for key, v in project.items()
+        }
         data = {**data, "project": project}
     return data
 
 
 _UNION_TAGS = {("stores", "tracker"): ("mongo", "postgres")}
+
+
+def _located(source: Source, detail: ErrorDetails) -> ConfigIssue:
+    loc, message = _describe(detail)
+    # An unknown key is reported at its parent's path, but on the unknown key's own line.
+    at = tuple(detail["loc"]) if detail["type"] == "extra_forbidden" else None
+    return source.issue(loc, message, at)
 
 
 def _describe(detail: ErrorDetails) -> tuple[Loc, str]:
@@ -224,7 +242,10 @@ def _describe(detail: ErrorDetails) -> tuple[Loc, str]:
     if kind == "literal_error":
         return loc, f"{shown} is not allowed (expected {ctx.get('expected')})"
     if kind == "union_tag_invalid":
-        return loc, f"{_show(ctx.get('tag'))} is not a known type (expected {ctx.get('expected_tags')})"
+        return (
+            loc,
+            f"{_show(ctx.get('tag'))} is not a known type (expected {ctx.get('expected_tags')})",
+        )
     if kind == "string_pattern_mismatch":
         return loc, f"{shown} is not valid: expected {_meaning(str(ctx.get('pattern')))}"
     if kind in ("int_parsing", "int_type", "int_from_float"):

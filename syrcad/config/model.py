@@ -21,7 +21,9 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Replicas = Annotated[int, Field(ge=1, le=10_000)]
 # A path on the hosts: absolute, no '..', only characters that are safe in compose and shells.
 HostPath = Annotated[str, StringConstraints(pattern=r"^/(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_./@+-]*$")]
-RelativePath = Annotated[str, StringConstraints(pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_./@+-]+$")]
+RelativePath = Annotated[
+    str, StringConstraints(pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_./@+-]+$")
+]
 # registry/repo:tag or repo@sha256:digest; a bare name would silently mean ':latest'.
 ImageRef = Annotated[
     str,
@@ -29,7 +31,12 @@ ImageRef = Annotated[
         pattern=r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$"
     ),
 ]
-DockerHost = Annotated[str, StringConstraints(pattern=r"^(ssh://[A-Za-z0-9_.@:\[\]-]+|unix:///[A-Za-z0-9_./-]+|tcp://[A-Za-z0-9_.:\[\]-]+)$")]
+DockerHost = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(ssh://[A-Za-z0-9_.@:\[\]-]+|unix:///[A-Za-z0-9_./-]+|tcp://[A-Za-z0-9_.:\[\]-]+)$"
+    ),
+]
 Memory = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*[kmg]$")]
 
 

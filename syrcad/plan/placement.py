@@ -86,15 +86,21 @@ def place(cluster: Cluster) -> Placement:
         if not hosts:
             return
         for number, host, slot in spread(count, hosts):
-            containers.append(Container(service, number, host, (PortBinding("http", base + slot, inner),)))
+            containers.append(
+                Container(service, number, host, (PortBinding("http", base + slot, inner),))
+            )
         top = base + (count - 1) // len(hosts)
         if top > 65535:
             most = (65535 - base + 1) * len(hosts)
-            raise ConfigError([_issue(
-                ("services", key, "replicas"),
-                f"{count} replicas need host ports up to {top} from base_port {base} "
-                f"on {len(hosts)} host(s); at most {most} fit",
-            )])
+            raise ConfigError(
+                [
+                    _issue(
+                        ("services", key, "replicas"),
+                        f"{count} replicas need host ports up to {top} from base_port {base} "
+                        f"on {len(hosts)} host(s); at most {most} fit",
+                    )
+                ]
+            )
 
     def singletons(service: Service, role: Role, ports: Iterable[PortBinding]) -> None:
         bindings = tuple(ports)
@@ -105,20 +111,40 @@ def place(cluster: Cluster) -> Placement:
     if isinstance(tracker, MongoTracker):
         singletons("mongo", "mongo", [PortBinding("mongo", tracker.port, MONGO_PORT)])
     singletons("redis", "redis", [PortBinding("redis", cluster.stores.lock.port, REDIS_PORT)])
-    replicas("action", "action", services.action.replicas, services.action.base_port, ACTIONS_PORT, "action")
     replicas(
-        "frontend", "frontend", services.frontend.replicas, services.frontend.base_port, RASA_PORT, "frontend"
+        "action",
+        "action",
+        services.action.replicas,
+        services.action.base_port,
+        ACTIONS_PORT,
+        "action",
+    )
+    replicas(
+        "frontend",
+        "frontend",
+        services.frontend.replicas,
+        services.frontend.base_port,
+        RASA_PORT,
+        "frontend",
     )
     lb = services.lb
-    singletons("action-lb", "lb", [
-        PortBinding("http", lb.action_port, LB_ACTIONS_PORT),
-        PortBinding("stats", lb.action_stats_port, LB_STATS_PORT),
-    ])
-    singletons("lb", "lb", [
-        PortBinding("http", lb.public_port, LB_PUBLIC_PORT, public=True),
-        PortBinding("api", lb.api_port, LB_API_PORT),
-        PortBinding("stats", lb.stats_port, LB_STATS_PORT),
-    ])
+    singletons(
+        "action-lb",
+        "lb",
+        [
+            PortBinding("http", lb.action_port, LB_ACTIONS_PORT),
+            PortBinding("stats", lb.action_stats_port, LB_STATS_PORT),
+        ],
+    )
+    singletons(
+        "lb",
+        "lb",
+        [
+            PortBinding("http", lb.public_port, LB_PUBLIC_PORT, public=True),
+            PortBinding("api", lb.api_port, LB_API_PORT),
+            PortBinding("stats", lb.stats_port, LB_STATS_PORT),
+        ],
+    )
     placement = Placement(tuple(containers))
     collisions = list(_port_collisions(placement))
     if collisions:
@@ -154,8 +180,11 @@ def _port_collisions(placement: Placement) -> Iterator[ConfigIssue]:
             if (container.host, ".".join(key)) in reported:
                 continue
             reported.add((container.host, ".".join(key)))
-            yield _issue(key, f"port {binding.host_port} on host '{container.host}' is taken twice: "
-                         f"{other} and {owner}")
+            yield _issue(
+                key,
+                f"port {binding.host_port} on host '{container.host}' is taken twice: "
+                f"{other} and {owner}",
+            )
 
 
 def _issue(loc: tuple[str, ...], message: str) -> ConfigIssue:

@@ -67,7 +67,9 @@ def address_literal(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-def reach(cluster: Cluster, placement: Placement, origin: str, container: Container, purpose: str) -> Target:
+def reach(
+    cluster: Cluster, placement: Placement, origin: str, container: Container, purpose: str
+) -> Target:
     binding = container.port(purpose)
     if container.host == origin:
         return Target(container.name, container.name, binding.container_port)
@@ -75,16 +77,23 @@ def reach(cluster: Cluster, placement: Placement, origin: str, container: Contai
     return Target(container.name, address, binding.host_port)
 
 
-def host_context(cluster: Cluster, placement: Placement, secrets: Secrets, host: str) -> HostContext:
+def host_context(
+    cluster: Cluster, placement: Placement, secrets: Secrets, host: str
+) -> HostContext:
     """Everything the templates of `host` need."""
     address = str(cluster.hosts[host].address)
+    ordered = sorted(placement.on(host), key=lambda c: (START_ORDER.index(c.service), c.replica))
+    services = {c.service for c in ordered}
 
-    def targets(service: str, purpose: str = "http") -> tuple[Target, ...]:
+    def targets(service: str, purpose: str = "http", needed_by: str = "") -> tuple[Target, ...]:
+        if needed_by and needed_by not in services:
+            return ()  # only an LB on this host lists every replica
         return tuple(
-            reach(cluster, placement, host, c, purpose) for c in placement.containers if c.service == service
+            reach(cluster, placement, host, c, purpose)
+            for c in placement.containers
+            if c.service == service
         )
 
-    ordered = sorted(placement.on(host), key=lambda c: (START_ORDER.index(c.service), c.replica))
     published = tuple(
         Published(
             c,
@@ -109,9 +118,9 @@ def host_context(cluster: Cluster, placement: Placement, secrets: Secrets, host:
         secrets=secrets,
         containers=published,
         config_dir=cluster.host_dir(host),
-        frontends=targets("frontend"),
-        actions=targets("action"),
+        frontends=targets("frontend", needed_by="lb"),
+        actions=targets("action", needed_by="action-lb"),
         trackers=trackers,
         lock=locks[0] if locks else None,
-        action_lb=(local_lb or list(action_lbs) or [None])[0],
+        action_lb=next(iter(local_lb or action_lbs), None),
     )

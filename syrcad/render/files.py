@@ -22,6 +22,16 @@ class RenderedFile:
     content: str
 
 
+# (path on the host, template, the service whose presence on a host calls for the file)
+HOST_FILES: tuple[tuple[str, str, str | None], ...] = (
+    ("compose.yml", "compose/compose.yml.j2", None),
+    ("rasa/endpoints.yml", "compose/rasa/endpoints.yml.j2", "frontend"),
+    ("rasa/credentials.yml", "compose/rasa/credentials.yml.j2", "frontend"),
+    ("lb/haproxy.cfg", "haproxy/public.cfg.j2", "lb"),
+    ("action-lb/haproxy.cfg", "haproxy/actions.cfg.j2", "action-lb"),
+)
+
+
 def render(cluster: Cluster, placement: Placement, secrets: Secrets) -> tuple[RenderedFile, ...]:
     """Every file of every host, in a stable order.
 
@@ -35,17 +45,10 @@ def render(cluster: Cluster, placement: Placement, secrets: Secrets) -> tuple[Re
         ctx = host_context(cluster, placement, secrets, host)
         variables = _variables(ctx)
 
-        def emit(path: str, template: str) -> None:
-            files.append(RenderedFile(host, PurePosixPath(path), render_template(template, **variables)))
-
-        emit("compose.yml", "compose/compose.yml.j2")
-        if ctx.has("frontend"):
-            emit("rasa/endpoints.yml", "compose/rasa/endpoints.yml.j2")
-            emit("rasa/credentials.yml", "compose/rasa/credentials.yml.j2")
-        if ctx.has("lb"):
-            emit("lb/haproxy.cfg", "haproxy/public.cfg.j2")
-        if ctx.has("action-lb"):
-            emit("action-lb/haproxy.cfg", "haproxy/actions.cfg.j2")
+        for path, template, needed_by in HOST_FILES:
+            if needed_by is None or ctx.has(needed_by):
+                content = render_template(template, **variables)
+                files.append(RenderedFile(host, PurePosixPath(path), content))
     return tuple(files)
 
 

@@ -1,0 +1,247 @@
+"""Every kind of bad hosts.yml, with the exact message a user sees (STYLE.md rule 3)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from syrcad.config import load
+from syrcad.errors import ConfigError
+from syrcad.plan import place
+
+BASE = """\
+hosts:
+  app1:
+    address: 10.0.0.1
+    roles: [frontend, action, lb]
+  store1:
+    address: 10.0.0.2
+    roles: [mongo, redis]
+project:
+  path: /srv/bot
+"""
+
+BOMB = (
+    "".join(
+        f"{name}: &{name} [{', '.join([prev] * 10)}]\n"
+        for name, prev in zip("abcde", ["x", "*a", "*b", "*c", "*d"], strict=True)
+    )
+    + "f: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+)
+
+
+def with_host_keys(extra: str) -> str:
+    return BASE.replace("    address: 10.0.0.1\n", "    address: 10.0.0.1\n" + extra)
+
+
+# name: (document, message). {file} stands for the path of the document.
+CASES: dict[str, tuple[str, str]] = {
+    "unknown top-level key": (
+        BASE + "colour: blue\n",
+        "{file}:10: unknown key 'colour' (allowed: name, deploy_dir, hosts, project, images, services, stores)",
+    ),
+    "unknown key in a host": (
+        BASE.replace("    roles: [mongo, redis]", "    roles: [mongo, redis]\n    rolez: [lb]"),
+        "{file}:8: hosts.store1: unknown key 'rolez' (allowed: address, ssh, docker_host, roles, labels)",
+    ),
+    "wrong type": (
+        BASE + "services:\n  frontend:\n    replicas: many\n",
+        "{file}:12: services.frontend.replicas: expected a whole number, got 'many'",
+    ),
+    "unknown role": (
+        BASE.replace("[frontend, action, lb]", "[fronted, action, lb]"),
+        "{file}:4: hosts.app1.roles[0]: 'fronted' is not a role (frontend, action, lb, mongo, redis, train)",
+    ),
+    "replicas below one": (
+        BASE + "services:\n  frontend:\n    replicas: 0\n",
+        "{file}:12: services.frontend.replicas: must be at least 1, got 0",
+    ),
+    "a role no host carries": (
+        BASE.replace("[frontend, action, lb]", "[frontend, action]"),
+        "{file}:1: hosts: no host has the role 'lb', needed for the load balancers",
+    ),
+    "two hosts with one address": (
+        BASE.replace("10.0.0.2", "10.0.0.1"),
+        "{file}:6: hosts.store1.address: 10.0.0.1 is already the address of host 'app1'",
+    ),
+    "port collision between services": (
+        BASE + "services:\n  frontend:\n    replicas: 60\n",
+        "{file}:11: services.frontend.base_port: port 5055 on host 'app1' is taken twice: "
+        "action-1 (http) and frontend-51 (http)",
+    ),
+    "port collision between stores": (
+        BASE + "stores:\n  lock:\n    port: 27017\n",
+        "{file}:12: stores.lock.port: port 27017 on host 'store1' is taken twice: mongo-1 (mongo) and redis-1 (redis)",
+    ),
+    "broken YAML": (
+        BASE + "services:\n  frontend: [1, 2\n",
+        "{file}:12: invalid YAML: expected ',' or ']', but got '<stream end>'",
+    ),
+    "image without a tag": (
+        BASE + "images:\n  rasa: rasa/rasa\n",
+        "{file}:11: images.rasa: 'rasa/rasa' is not valid: expected an image with a tag or a digest, "
+        "like rasa/rasa:3.6.21-full",
+    ),
+    "more replicas than ports allow": (
+        BASE + "services:\n  frontend:\n    replicas: 20\n    base_port: 65530\n",
+        "{file}:12: services.frontend.replicas: 20 replicas need host ports up to 65549 from base_port 65530 "
+        "on 1 host(s); at most 6 fit",
+    ),
+    "missing section": (
+        BASE.split("project:")[0],
+        "{file}:1: project: required key is missing",
+    ),
+    "no hosts": (
+        "hosts: {}\nproject:\n  path: /srv/bot\n",
+        "{file}:1: hosts: must not be empty",
+    ),
+    "address is not an IP": (
+        BASE.replace("10.0.0.2", "store-one"),
+        "{file}:6: hosts.store1.address: expected an IP address, got 'store-one'",
+    ),
+    "port out of range": (
+        BASE + "services:\n  lb:\n    public_port: 70000\n",
+        "{file}:12: services.lb.public_port: must be at most 65535, got 70000",
+    ),
+    "role listed twice": (
+        BASE.replace("[mongo, redis]", "[mongo, redis, mongo]"),
+        "{file}:7: hosts.store1.roles: role listed twice: mongo",
+    ),
+    "host name with forbidden characters": (
+        BASE.replace("  store1:", "  Store_1:"),
+        "{file}:5: hosts.Store_1: 'Store_1' is not valid: expected a name of lower-case letters, digits and '-', "
+        "starting with a letter, at most 31 characters",
+    ),
+    "identity file missing": (
+        with_host_keys("    ssh:\n      identity_file: no-such-key\n"),
+        "{file}:5: hosts.app1.ssh.identity_file: file not found: no-such-key",
+    ),
+    "docker host with an unknown scheme": (
+        with_host_keys("    docker_host: http://10.0.0.1:2375\n"),
+        "{file}:4: hosts.app1.docker_host: 'http://10.0.0.1:2375' is not valid: expected ssh://user@host[:port], "
+        "unix:///path/to/docker.sock or tcp://host:port",
+    ),
+    "unknown tracker type": (
+        BASE + "stores:\n  tracker:\n    type: cassandra\n",
+        "{file}:11: stores.tracker: 'cassandra' is not a known type (expected 'mongo', 'postgres')",
+    ),
+    "mongo role with a postgres tracker": (
+        BASE + "stores:\n  tracker:\n    type: postgres\n    host: db.internal\n",
+        "{file}:7: hosts.store1.roles: role 'mongo' is only used with stores.tracker.type mongo "
+        "(the tracker is postgres)",
+    ),
+    "two lock stores": (
+        BASE.replace("[frontend, action, lb]", "[frontend, action, lb, redis]"),
+        "{file}:1: hosts: only one host may have the role 'redis' (one lock store for all frontends)",
+    ),
+    "several mongo hosts without a replica set": (
+        BASE.replace("[frontend, action, lb]", "[frontend, action, lb, mongo]"),
+        "{file}:1: stores.tracker.replica_set: several hosts have the role 'mongo': name their replica set here",
+    ),
+    "path traversal": (
+        BASE.replace("/srv/bot", "/srv/../etc"),
+        "{file}:9: project.path: '/srv/../etc' is not valid: expected an absolute path without '..', "
+        "of letters, digits and _ . / @ + -",
+    ),
+    "top level is a list": (
+        "- hosts\n- project\n",
+        "{file}:1: expected a mapping of keys (hosts, project, …)",
+    ),
+    "NFS with actions outside the export": (
+        BASE + "  actions: /opt/actions\n  nfs:\n    server: 10.0.0.9\n    export: /exports/bot\n",
+        "{file}:10: project.actions: with project.nfs the actions must live inside project.path "
+        "(they are mounted from the same export)",
+    ),
+    "YAML alias bomb": (
+        BOMB,
+        "{file}: document expands to too many nodes (YAML alias bomb?)",
+    ),
+    "memory size format": (
+        BASE + "services:\n  frontend:\n    resources:\n      memory: 3 GB\n",
+        "{file}:13: services.frontend.resources.memory: '3 GB' is not valid: expected a size like 512m or 2g",
+    ),
+    "shell metacharacters in a label": (
+        with_host_keys("    labels:\n      rack: a;rm -rf /\n"),
+        "{file}:5: hosts.app1.labels.rack: 'a;rm -rf /' is not valid: expected a label value of letters, "
+        "digits and _ . : / - (at most 128)",
+    ),
+}
+
+
+def validate(path: Path) -> None:
+    loaded = load(path)
+    with loaded.source.locating():
+        place(loaded.cluster)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_document_message(name: str, tmp_path: Path) -> None:
+    document, expected = CASES[name]
+    path = tmp_path / "hosts.yml"
+    path.write_text(document, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        validate(path)
+    assert str(caught.value) == expected.format(file=path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path / "nope.yml")
+    assert str(caught.value) == f"{tmp_path / 'nope.yml'}: file not found"
+
+
+def test_several_problems_are_reported_together(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text(
+        BASE.replace("10.0.0.2", "x") + "services:\n  frontend:\n    replicas: 0\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        validate(path)
+    assert [issue.path for issue in caught.value.issues] == [
+        "hosts.store1.address",
+        "services.frontend.replicas",
+    ]
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "up"])
+def test_cli_exit_code_2_no_traceback_nothing_written(command: str, tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text(CASES["unknown role"][0], encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "syrcad.cli", command, "--hosts", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "hosts.app1.roles[0]: 'fronted' is not a role" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hosts.yml"]  # no secrets, no .syrcad
+
+
+def test_render_writes_nothing_when_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text(CASES["two hosts with one address"][0], encoding="utf-8")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "syrcad.cli",
+            "render",
+            "--hosts",
+            str(path),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "hosts.secrets.yml").exists()
