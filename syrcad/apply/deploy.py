@@ -14,7 +14,7 @@ from pathlib import Path
 from python_on_whales import DockerClient
 
 from syrcad import config, plan, render
-from syrcad.apply import facts
+from syrcad.apply import facts, haproxy
 from syrcad.apply.hosts import HostHandle, handles
 from syrcad.config.model import Cluster
 from syrcad.config.secrets import Secrets, ensure, secrets_path
@@ -232,8 +232,7 @@ def _reload_changed_lbs(
         names = [n for n in new if n.startswith(f"{service}-") and n[len(service) + 1 :].isdigit()]
         for name in names:
             if f"{service}/haproxy.cfg" in changed and name in old and old[name].id == new[name].id:
-                # SIGUSR2 to the master: new workers with the new config, old ones finish their work.
-                host.signal(name, "USR2")
+                haproxy.reload(host, name)
                 reloaded.append(name)
     return reloaded
 

@@ -76,9 +76,6 @@ class HostHandle:
             lambda d: d.compose.up(detach=True, remove_orphans=True, quiet=True),
         )
 
-    def signal(self, service: str, signal: str) -> None:
-        self.run(f"signal {service}", lambda d: d.compose.kill([service], signal=signal))
-
     def restart(self, service: str) -> None:
         self.run(f"restart {service}", lambda d: d.compose.restart([service]))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
 from syrcad.config.model import ROLES, Cluster
@@ -218,16 +218,21 @@ _UNION_TAGS = {("stores", "tracker"): ("mongo", "postgres")}
 def _located(source: Source, detail: ErrorDetails) -> ConfigIssue:
     loc, message = _describe(detail)
     # An unknown key is reported at its parent's path, but on the unknown key's own line.
-    at = tuple(detail["loc"]) if detail["type"] == "extra_forbidden" else None
+    at = _strip_tags(tuple(detail["loc"])) if detail["type"] == "extra_forbidden" else None
     return source.issue(loc, message, at)
 
 
-def _describe(detail: ErrorDetails) -> tuple[Loc, str]:
-    loc: Loc = tuple(detail["loc"])
+def _strip_tags(loc: Loc) -> Loc:
+    """Drop the union member pydantic puts in the path (`stores.tracker.mongo.port`)."""
     for prefix, tags in _UNION_TAGS.items():
         n = len(prefix)
         if loc[:n] == prefix and len(loc) > n and loc[n] in tags:
-            loc = loc[:n] + loc[n + 1 :]
+            return loc[:n] + loc[n + 1 :]
+    return loc
+
+
+def _describe(detail: ErrorDetails) -> tuple[Loc, str]:
+    loc = _strip_tags(tuple(detail["loc"]))
     if loc and loc[-1] == "[key]":
         loc = loc[:-1]
     kind, value, ctx = detail["type"], detail.get("input"), detail.get("ctx") or {}
@@ -235,7 +240,7 @@ def _describe(detail: ErrorDetails) -> tuple[Loc, str]:
     if kind == "missing":
         return loc, "required key is missing"
     if kind == "extra_forbidden":
-        allowed = ", ".join(_allowed_keys(loc[:-1])) or "none"
+        allowed = ", ".join(_allowed_keys(tuple(detail["loc"])[:-1])) or "none"
         return loc[:-1], f"unknown key '{loc[-1]}' (allowed: {allowed})"
     if kind == "literal_error" and "roles" in loc:
         return loc, f"{shown} is not a role ({', '.join(ROLES)})"
@@ -254,7 +259,9 @@ def _describe(detail: ErrorDetails) -> tuple[Loc, str]:
         return loc, f"expected a number, got {shown}"
     if kind in ("string_type", "str_type"):
         return loc, f"expected text, got {shown}"
-    if kind in ("dict_type", "model_type", "model_attributes_type", "union_tag_not_found"):
+    if kind == "union_tag_not_found":
+        return loc, "needs a 'type' key"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
         return loc, f"expected a mapping, got {shown}"
     if kind in ("tuple_type", "list_type"):
         return loc, f"expected a list, got {shown}"
@@ -302,6 +309,12 @@ def _allowed_keys(loc: Loc) -> list[str]:
 
 
 def _step(annotation: Any, part: str | int) -> Any:
+    for member in typing.get_args(annotation):  # a tagged union member, named by its tag
+        extras = (
+            typing.get_args(member)[1:] if typing.get_origin(member) is typing.Annotated else ()
+        )
+        if any(isinstance(extra, Tag) and extra.tag == part for extra in extras):
+            return typing.get_args(member)[0]
     model = _model_in(annotation)
     if model is not None and isinstance(part, str) and part in model.model_fields:
         return model.model_fields[part].annotation

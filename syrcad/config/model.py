@@ -6,9 +6,18 @@ name, label keys, users) are constrained here by pattern, never escaped late.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    IPvAnyAddress,
+    StringConstraints,
+    Tag,
+    field_validator,
+)
 
 Role = Literal["frontend", "action", "lb", "mongo", "redis", "train"]
 ROLES: tuple[Role, ...] = ("frontend", "action", "lb", "mongo", "redis", "train")
@@ -169,8 +178,22 @@ class RedisLock(Model):
     db: Annotated[int, Field(ge=0, le=15)] = 1
 
 
+def _tracker_type(value: Any) -> str:
+    # `type` may be left out: a tracker is Mongo unless it says otherwise.
+    found = (
+        value.get("type", "mongo") if isinstance(value, dict) else getattr(value, "type", "mongo")
+    )
+    return str(found)
+
+
+Tracker = Annotated[
+    Annotated[MongoTracker, Tag("mongo")] | Annotated[PostgresTracker, Tag("postgres")],
+    Discriminator(_tracker_type),
+]
+
+
 class Stores(Model):
-    tracker: Annotated[MongoTracker | PostgresTracker, Field(discriminator="type")] = MongoTracker()
+    tracker: Tracker = MongoTracker()
     lock: RedisLock = RedisLock()
 
 

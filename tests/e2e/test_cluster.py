@@ -1,0 +1,173 @@
+"""The real-cluster acceptance tests (issue: a real cluster on one machine)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from syrcad.apply import haproxy
+from syrcad.apply.deploy import prepare
+
+from .conftest import LB, E2ECluster, new_sender, syrcad
+
+pytestmark = pytest.mark.e2e
+
+BOOKING = [
+    ("book a table", "Which cuisine would you like?"),
+    ("italian", "For how many people?"),
+]
+
+
+def book(cluster: E2ECluster, sender: str, people: str = "4") -> list[dict[str, object]]:
+    for message, reply in BOOKING:
+        assert cluster.texts(sender, message) == [reply]
+    return list(cluster.say(sender, people).json())
+
+
+def test_rest_conversation_through_the_public_lb(cluster: E2ECluster) -> None:
+    sender = new_sender()
+    assert cluster.texts(sender, "hello") == [
+        "Hello! I can book you a table. Just say 'book a table'."
+    ]
+    replies = book(cluster, sender, people="3")
+    texts = [m["text"] for m in replies if "text" in m]
+    assert texts[0].startswith(
+        "Booked: a table for 3 (italian cuisine). Reference "
+    )  # the custom action
+    assert texts[1] == "Anything else I can do for you?"
+
+
+def test_continuity_across_frontends(cluster: E2ECluster) -> None:
+    """One conversation, its turns served by two frontends, keeps its slots; Mongo has every event."""
+    dep = prepare(cluster.hosts_file)
+    host = dep.hosts["local"]
+    sender = new_sender()
+    served = []
+    first = cluster.say(sender, "book a table")
+    served.append(first.headers["X-Syrcad-Replica"])
+    # The sender hash keeps a conversation on one replica: drain that one to force a switch.
+    haproxy.set_state(host, "lb-1", "frontends", served[0], "drain")
+    try:
+        second = cluster.say(sender, "thai")
+        served.append(second.headers["X-Syrcad-Replica"])
+        assert [m["text"] for m in second.json()] == ["For how many people?"]
+    finally:
+        haproxy.set_state(host, "lb-1", "frontends", served[0], "ready")
+    haproxy.set_state(host, "lb-1", "frontends", served[1], "drain")
+    try:
+        third = cluster.say(sender, "5")
+        served.append(third.headers["X-Syrcad-Replica"])
+    finally:
+        haproxy.set_state(host, "lb-1", "frontends", served[1], "ready")
+    assert len(set(served)) == 2, served
+    assert next(m["text"] for m in third.json() if "text" in m).startswith(
+        "Booked: a table for 5 (thai cuisine)."
+    )
+
+    document = cluster.mongo()["rasa"]["conversations"].find_one({"sender_id": sender})
+    assert document is not None
+    user_texts = [e["text"] for e in document["events"] if e["event"] == "user"]
+    assert user_texts == ["book a table", "thai", "5"]
+    timestamps = [e["timestamp"] for e in document["events"]]
+    assert timestamps == sorted(timestamps)
+    slots = [(e["name"], e["value"]) for e in document["events"] if e["event"] == "slot"]
+    assert ("cuisine", "thai") in slots and ("people", "5") in slots
+
+
+def test_action_lb_spreads_over_action_servers(cluster: E2ECluster) -> None:
+    servers = set()
+    for _ in range(6):
+        replies = book(cluster, new_sender())
+        servers |= {m["custom"]["served_by"] for m in replies if "custom" in m}
+    assert servers == {"action-1", "action-2"}
+
+
+def test_public_lb_refuses_rasa_api_internal_side_needs_token(cluster: E2ECluster) -> None:
+    for path in ("/status", "/model", "/conversations/x/tracker", "/version", "/domain"):
+        assert requests.get(cluster.public + path, timeout=10).status_code == 403, path
+    assert requests.put(cluster.public + "/model", timeout=10).status_code == 403
+    assert requests.get(cluster.public + "/", timeout=10).text.startswith("Hello from Rasa")
+    assert requests.get(cluster.public + "/health", timeout=10).status_code == 200
+    socketio = requests.get(
+        cluster.public + "/socket.io/", params={"EIO": "4", "transport": "polling"}, timeout=10
+    )
+    assert socketio.status_code == 200 and "sid" in socketio.text
+    assert "SYRCAD_SIO=" in socketio.headers.get("Set-Cookie", "")
+    assert requests.get(cluster.api + "/status", timeout=10).status_code == 401
+    status = requests.get(
+        cluster.api + "/status", params={"token": cluster.secrets.rasa_token}, timeout=10
+    )
+    assert status.status_code == 200 and status.json()["model_id"]
+
+
+def test_frontends_use_the_mongo_tracker_and_redis_lock_store(cluster: E2ECluster) -> None:
+    """Checked in the stores themselves: tracker documents in Mongo, lock traffic in Redis."""
+    redis = cluster.redis()
+    seen: list[str] = []
+    sender = new_sender()
+
+    def watch() -> None:
+        with redis.monitor() as monitor:
+            deadline = time.monotonic() + 20
+            for command in monitor.listen():
+                seen.append(str(command["command"]))
+                if sender in seen[-1] or time.monotonic() > deadline:
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(0.5)
+    cluster.texts(sender, "hello")
+    watcher.join(timeout=25)
+    assert any(sender in command and "lock" in command for command in seen), seen[-5:]
+    assert cluster.mongo()["rasa"]["conversations"].count_documents({"sender_id": sender}) == 1
+
+
+def test_status_shows_replicas_up_with_one_model(cluster: E2ECluster) -> None:
+    rows = json.loads(syrcad("status", "--json", "--hosts", str(cluster.hosts_file)).stdout)[
+        "replicas"
+    ]
+    frontends = [r for r in rows if r["service"] == "frontend"]
+    assert [r["lb"] for r in frontends] == ["UP", "UP"]
+    assert len({r["model"] for r in frontends}) == 1 and frontends[0]["model"] != "-"
+    assert {r["state"] for r in rows} == {"running"}
+
+
+def test_up_again_changes_nothing(cluster: E2ECluster) -> None:
+    done = syrcad("up", "--hosts", str(cluster.hosts_file))
+    assert "Nothing to change" in done.stdout
+
+
+def test_logs_of_a_service(cluster: E2ECluster) -> None:
+    done = syrcad("logs", "action", "--tail", "5", "--hosts", str(cluster.hosts_file))
+    assert "action-1 |" in done.stdout and "action-2 |" in done.stdout
+
+
+def test_missing_image_names_host_and_image(cluster: E2ECluster, tmp_path: Path) -> None:
+    text = cluster.hosts_file.read_text(encoding="utf-8").replace(
+        "syrcad/redis:7.0", "syrcad/redis:no-such-tag"
+    )
+    broken = tmp_path / "hosts.yml"
+    broken.write_text(text.replace("name: e2e", "name: e2e-broken"), encoding="utf-8")
+    done = syrcad("up", "--hosts", str(broken), check=False)
+    assert done.returncode == 1
+    assert "local: image(s) missing on its engine: syrcad/redis:no-such-tag" in done.stderr
+
+
+def test_down_then_up_keeps_conversations(cluster: E2ECluster) -> None:
+    sender = new_sender()
+    book(cluster, sender, people="2")
+    before = [e["event"] for e in cluster.tracker(sender)["events"]]
+    syrcad("down", "--hosts", str(cluster.hosts_file))
+    with pytest.raises(requests.ConnectionError):
+        requests.get(cluster.public + "/", timeout=5)
+    syrcad("up", "--hosts", str(cluster.hosts_file))
+    after = cluster.tracker(sender)["events"]
+    assert [e["event"] for e in after][: len(before)] == before
+    assert [e["text"] for e in after if e["event"] == "user"] == ["book a table", "italian", "2"]
+    assert LB["public_port"] == 18080
