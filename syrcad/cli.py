@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,7 @@ from syrcad.apply.progress import RichReporter
 from syrcad.config.secrets import ensure as ensure_secrets
 from syrcad.config.secrets import secrets_path
 from syrcad.errors import SyrcadError
+from syrcad.loadtest import LoadOptions, locust_argv, public_url
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -220,6 +222,48 @@ def train(hosts: HostsFile = Path("hosts.yml")) -> None:
     with RichReporter(out) as reporter:
         model = deploy.train(dep, reporter)
     out.print(f"Trained: {model or 'a new model'} in {dep.cluster.project.path}")
+
+
+@app.command()
+def loadtest(
+    hosts: HostsFile = Path("hosts.yml"),
+    headless: Annotated[
+        bool, typer.Option("--headless", help="No web UI: run, write CSV + HTML, exit.")
+    ] = False,
+    users: Annotated[
+        int, typer.Option("--users", "-u", min=1, help="Simulated users (conversations).")
+    ] = 20,
+    spawn_rate: Annotated[
+        float, typer.Option("--spawn-rate", "-r", min=0.1, help="Users started per second.")
+    ] = 5,
+    run_time: Annotated[
+        str, typer.Option("--run-time", "-t", help="How long, headless: 30s, 5m, 1h.")
+    ] = "1m",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the CSV and HTML report.")
+    ] = Path("loadtest-results"),
+    max_fail_ratio: Annotated[
+        float, typer.Option(help="Fail (exit 1) above this failure ratio.")
+    ] = 0.01,
+    max_p95_ms: Annotated[
+        float, typer.Option(help="Fail (exit 1) above this p95 in ms; 0 = no limit.")
+    ] = 0,
+    web_port: Annotated[int, typer.Option(help="Port of the Locust web UI.")] = 8089,
+) -> None:
+    """Load-test the cluster's public URL with Locust: the web UI, or --headless with a report."""
+    loaded, placement = _load(hosts)
+    options = LoadOptions(
+        headless, users, spawn_rate, run_time, out_dir, max_fail_ratio, max_p95_ms, web_port
+    )
+    url = public_url(loaded.cluster, placement)
+    if headless:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out.print(f"Load test of {url}: {users} users, {run_time}; report in {out_dir}/")
+    else:
+        out.print(f"Locust web UI: http://127.0.0.1:{web_port}  (target {url})")
+    code = subprocess.call(locust_argv(url, options))
+    if code:
+        raise typer.Exit(code)
 
 
 images_app = typer.Typer(no_args_is_help=True, help="Images for machines without a registry.")

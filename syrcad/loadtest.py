@@ -1,0 +1,73 @@
+"""`syrcad loadtest`: the Locust command line for a cluster, built as data (run by the CLI)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from syrcad.config.model import Cluster
+from syrcad.plan.placement import Placement
+from syrcad.render.context import address_literal
+from syrcad.render.templates import data_root
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    headless: bool = False
+    users: int = 20
+    spawn_rate: float = 5
+    run_time: str = "1m"
+    out: Path = Path("loadtest-results")
+    max_fail_ratio: float = 0.01
+    max_p95_ms: float = 0
+    web_port: int = 8089
+
+
+def public_url(cluster: Cluster, placement: Placement) -> str:
+    """The chatbot's entry point: the first public LB, by its host's address."""
+    lb = placement.of("lb")[0]
+    address = address_literal(str(cluster.hosts[lb.host].address))
+    return f"http://{address}:{lb.port('http').host_port}"
+
+
+def locust_argv(url: str, options: LoadOptions) -> list[str]:
+    """The locust command for `url`.
+
+    >>> locust_argv("http://10.0.0.1:80", LoadOptions(headless=True))[-4:]
+    ['--max-fail-ratio', '0.01', '--max-p95-ms', '0']
+    """
+    locustfile = data_root() / "loadtest" / "locustfile.py"
+    argv = [sys.executable, "-m", "locust", "-f", str(locustfile), "--host", url]
+    if options.headless:
+        prefix = options.out / "locust"
+        argv += [
+            "--headless",
+            "--users",
+            str(options.users),
+            "--spawn-rate",
+            str(options.spawn_rate),
+            "--run-time",
+            options.run_time,
+            "--csv",
+            str(prefix),
+            "--html",
+            f"{prefix}.html",
+            "--only-summary",
+        ]
+    else:
+        argv += [
+            "--web-port",
+            str(options.web_port),
+            "--users",
+            str(options.users),
+            "--spawn-rate",
+            str(options.spawn_rate),
+        ]
+    return [
+        *argv,
+        "--max-fail-ratio",
+        str(options.max_fail_ratio),
+        "--max-p95-ms",
+        str(options.max_p95_ms),
+    ]
