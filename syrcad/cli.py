@@ -15,11 +15,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from syrcad import config, plan, render
-from syrcad.apply import deploy, inspect
+from syrcad.apply import changes, deploy, inspect
 from syrcad.apply.progress import RichReporter
 from syrcad.config.secrets import ensure as ensure_secrets
 from syrcad.config.secrets import secrets_path
-from syrcad.errors import SyrcadError
+from syrcad.config.state import SCALABLE, read_state, state_path
+from syrcad.errors import SyrcadError, UsageError
 from syrcad.loadtest import LoadOptions, locust_argv, public_url
 
 app = typer.Typer(
@@ -41,10 +42,12 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 
 
 def _load(hosts: Path) -> tuple[config.Loaded, plan.Placement]:
+    """hosts.yml with the recorded state (scale, pins) applied, and its placement."""
     loaded = config.load(hosts)
+    cluster = read_state(state_path(loaded.path)).applied_to(loaded.cluster)
     with loaded.source.locating():
-        placement = plan.place(loaded.cluster)
-    return loaded, placement
+        placement = plan.place(cluster)
+    return config.Loaded(cluster, loaded.source, loaded.path), placement
 
 
 @app.command()
@@ -77,6 +80,18 @@ def plan_command(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) 
     table = Table(title=f"cluster {loaded.cluster.name} ({hosts})")
     for column in ("host", "service", "replica", "container", "ports"):
         table.add_column(column, justify="right" if column == "replica" else "left")
+    state = read_state(state_path(loaded.path))
+    file_cluster = config.load(hosts).cluster
+    notes = [
+        f"{name}: {record.replicas} replicas, set by `syrcad scale` in {state_path(loaded.path)} "
+        f"(hosts.yml says {record.file_replicas})"
+        for name, record in state.live(file_cluster).items()
+    ]
+    if state.model:
+        notes.append(
+            f"frontend model pinned to {state.model} by a failed rollout ({state_path(loaded.path)})"
+        )
+    table.caption = "\n".join(notes) or None
     for host in loaded.cluster.hosts:
         for row in (r for r in rows if r["host"] == host):
             ports = ", ".join(f"{k} {v}" for k, v in dict(row["ports"]).items())  # type: ignore[call-overload]
@@ -222,6 +237,49 @@ def train(hosts: HostsFile = Path("hosts.yml")) -> None:
     with RichReporter(out) as reporter:
         model = deploy.train(dep, reporter)
     out.print(f"Trained: {model or 'a new model'} in {dep.cluster.project.path}")
+
+
+@app.command("scale")
+def scale_command(
+    assignments: Annotated[
+        list[str],
+        typer.Argument(help="SERVICE=COUNT, e.g. frontend=8 action=3", show_default=False),
+    ],
+    hosts: HostsFile = Path("hosts.yml"),
+) -> None:
+    """Change replica counts under traffic: new replicas join their LB once ready, removed ones drain first."""
+    counts = changes.parse_counts(assignments)
+    with RichReporter(out) as reporter:
+        result = changes.scale(hosts, counts, reporter)
+    if result.added:
+        out.print(
+            f"added: {', '.join(result.added)} (serving {result.seconds_to_serve:.1f}s after the command)"
+        )
+    if result.removed:
+        out.print(f"removed: {', '.join(result.removed)}")
+    if not (result.added or result.removed):
+        out.print("Nothing to change.")
+    out.print(
+        f"Recorded in {result.state_file}; `syrcad up` keeps it until you change the count in {hosts}."
+    )
+
+
+@app.command()
+def rollout(
+    hosts: HostsFile = Path("hosts.yml"),
+    service: Annotated[
+        str, typer.Option(help="frontend (new model or image) or action (new image/code).")
+    ] = "frontend",
+    batch: Annotated[int, typer.Option(min=1, help="Replicas replaced at a time.")] = 1,
+) -> None:
+    """Replace replicas a batch at a time (drain, recreate, ready, enable) for a new model or image."""
+    if service not in SCALABLE:
+        raise UsageError(f"--service {service}: expected one of {', '.join(SCALABLE)}")
+    with RichReporter(out) as reporter:
+        result = changes.rollout(hosts, service, batch, reporter)
+    out.print(f"replaced: {', '.join(result.replaced)}")
+    if result.model_ids:
+        out.print(f"every frontend runs model {next(iter(result.model_ids))}")
 
 
 @app.command()

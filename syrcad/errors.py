@@ -36,6 +36,12 @@ class ConfigError(SyrcadError):
         super().__init__("\n".join(str(issue) for issue in self.issues))
 
 
+class UsageError(SyrcadError):
+    """A command's arguments are wrong (like `frontend=abc`). Nothing was touched."""
+
+    exit_code = 2
+
+
 class RenderError(SyrcadError):
     """A template failed to render; the message names the template and line."""
 

@@ -18,6 +18,7 @@ from syrcad.apply import facts, haproxy
 from syrcad.apply.hosts import HostHandle, handles
 from syrcad.config.model import Cluster
 from syrcad.config.secrets import Secrets, ensure, secrets_path
+from syrcad.config.state import State, read_state, state_path
 from syrcad.errors import RemoteError, SyrcadError
 from syrcad.plan.placement import Container, Placement, Service
 
@@ -43,28 +44,34 @@ class Deployment:
     """Everything decided before touching a host."""
 
     loaded: config.Loaded
+    cluster: Cluster  # hosts.yml with the recorded state (scale, pins) applied
+    state: State
     placement: Placement
     secrets: Secrets
     files: tuple[render.RenderedFile, ...]
     hosts: dict[str, HostHandle]
 
-    @property
-    def cluster(self) -> Cluster:
-        return self.loaded.cluster
-
     def used_hosts(self) -> list[HostHandle]:
         return [h for name, h in self.hosts.items() if self.placement.on(name)]
 
 
-def prepare(hosts_file: Path) -> Deployment:
-    """Validate, place and render; creates the secrets file on first use. Touches no host."""
+def prepare(hosts_file: Path, state: State | None = None) -> Deployment:
+    """Validate, place and render; creates the secrets file on first use. Touches no host.
+
+    `state` replaces the recorded state (`syrcad scale` tries its new counts this way).
+    """
     loaded = config.load(hosts_file)
+    if state is None:
+        state = read_state(state_path(loaded.path))
+    cluster = state.applied_to(loaded.cluster)
     with loaded.source.locating():
-        placement = plan.place(loaded.cluster)
+        placement = plan.place(cluster)
     secrets = ensure(secrets_path(loaded.path))
-    files = render.render(loaded.cluster, placement, secrets)
+    files = render.render(cluster, placement, secrets)
     workspace = loaded.path.resolve().parent / ".syrcad"
-    return Deployment(loaded, placement, secrets, files, handles(loaded.cluster, workspace))
+    return Deployment(
+        loaded, cluster, state, placement, secrets, files, handles(cluster, workspace)
+    )
 
 
 class Reporter:
@@ -125,7 +132,7 @@ def up(dep: Deployment, report: Reporter) -> UpResult:
                 host.start(names)
                 started.append((host, names))
         if started:
-            _wait_ready(started, "/".join(stage), max(STAGE_TIMEOUT_S[s] for s in stage), report)
+            wait_ready(started, "/".join(stage), max(STAGE_TIMEOUT_S[s] for s in stage), report)
     # Removes containers no longer placed (lower replica counts), once the LBs know the new set.
     for host in hosts:
         host.remove_orphans()
@@ -144,7 +151,7 @@ def up(dep: Deployment, report: Reporter) -> UpResult:
         result.restarted += _restart_changed_frontends(
             dep, host, result.changed_files.get(host.name, []), old, new, report
         )
-    _wait_lbs(dep, report)
+    wait_in_lbs(dep, report)
     return result
 
 
@@ -168,7 +175,7 @@ def _check_images(dep: Deployment, hosts: Sequence[HostHandle]) -> None:
             )
 
 
-def _wait_ready(
+def wait_ready(
     started: list[tuple[HostHandle, list[str]]], stage: str, timeout: float, report: Reporter
 ) -> None:
     deadline = time.monotonic() + timeout
@@ -253,7 +260,7 @@ def _restart_changed_frontends(
         name = container.name
         if container.service == "frontend" and name in old and old[name].id == new[name].id:
             host.restart(name)
-            _wait_ready([(host, [name])], name, STAGE_TIMEOUT_S["frontend"], report)
+            wait_ready([(host, [name])], name, STAGE_TIMEOUT_S["frontend"], report)
             restarted.append(name)
     return restarted
 
@@ -266,12 +273,18 @@ def lb_targets(dep: Deployment) -> Iterator[tuple[Container, str, int, str]]:
             yield lb, dep.hosts[lb.host].address, lb.port("stats").host_port, backend
 
 
-def _wait_lbs(dep: Deployment, report: Reporter, timeout: float = 60) -> None:
-    """Until every LB reports every replica of its backend UP."""
+def wait_in_lbs(
+    dep: Deployment, report: Reporter, timeout: float = 60, only: set[str] | None = None
+) -> None:
+    """Until every LB reports every replica of its backend (or those in `only`) UP."""
     deadline = time.monotonic() + timeout
     expected = {
-        "frontends": {c.name for c in dep.placement.of("frontend")},
-        "action_servers": {c.name for c in dep.placement.of("action")},
+        "frontends": {
+            c.name for c in dep.placement.of("frontend") if only is None or c.name in only
+        },
+        "action_servers": {
+            c.name for c in dep.placement.of("action") if only is None or c.name in only
+        },
     }
     while True:
         pending = []

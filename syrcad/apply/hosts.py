@@ -69,6 +69,15 @@ class HostHandle:
             f"start {', '.join(names)}", lambda d: d.compose.up(names, detach=True, quiet=True)
         )
 
+    def recreate(self, service: str) -> None:
+        """A fresh container for `service`, whatever changed (new model, image, config)."""
+        self.run(
+            f"recreate {service}",
+            lambda d: d.compose.up(
+                [service], detach=True, force_recreate=True, dependencies=False, quiet=True
+            ),
+        )
+
     def remove_orphans(self) -> None:
         """Remove the cluster's containers this host's compose file no longer has."""
         self.run(

@@ -1,0 +1,267 @@
+"""Changes made under traffic: `scale` and `rollout`, with no failed request.
+
+Both rely on the HAProxy runtime API: a replica leaves its LB by DRAIN (no new requests, the
+in-flight ones finish) before it is stopped, and joins only once Rasa has loaded its model.
+LB configs change by hitless reload: listeners stay open, server states carry over.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+from syrcad.apply import facts, haproxy
+from syrcad.apply.deploy import Deployment, Reporter, prepare, wait_in_lbs, wait_ready
+from syrcad.apply.hosts import HostHandle
+from syrcad.config.state import (
+    SCALABLE,
+    Scalable,
+    ScaleRecord,
+    State,
+    read_state,
+    state_path,
+    write_state,
+)
+from syrcad.errors import ConfigError, RemoteError, SyrcadError, UsageError
+from syrcad.plan.placement import Container
+
+DRAIN_TIMEOUT_S = 60
+BACKEND = {"frontend": ("lb", "frontends"), "action": ("action-lb", "action_servers")}
+
+
+def parse_counts(assignments: Sequence[str]) -> dict[Scalable, int]:
+    """`["frontend=8", "action=3"]` → {"frontend": 8, "action": 3}, or a clear error."""
+    counts: dict[Scalable, int] = {}
+    for text in assignments:
+        name, sep, value = text.partition("=")
+        if not sep:
+            raise UsageError(f"{text!r}: expected SERVICE=COUNT, like frontend=8")
+        if name not in SCALABLE:
+            raise UsageError(
+                f"{text!r}: unknown service '{name}' (scalable: {', '.join(SCALABLE)})"
+            )
+        if not value.strip().isdigit():
+            raise UsageError(f"{text!r}: '{value}' is not a whole number")
+        if int(value) < 1:
+            raise UsageError(
+                f"{text!r}: at least 1 replica (use `syrcad down` to stop the cluster)"
+            )
+        counts[name] = int(value)
+    if not counts:
+        raise UsageError("nothing to scale: give SERVICE=COUNT, like frontend=8")
+    return counts
+
+
+@dataclass
+class ScaleResult:
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    seconds_to_serve: float = 0.0  # from the command until the new replicas are UP in their LBs
+    state_file: Path | None = None
+
+
+def scale(hosts_file: Path, counts: dict[Scalable, int], report: Reporter) -> ScaleResult:
+    """Change replica counts; new replicas join their LB when ready, removed ones drain first."""
+    started = time.monotonic()
+    old = prepare(hosts_file)
+    records = dict(old.state.live(old.loaded.cluster))
+    for name, count in counts.items():
+        records[name] = ScaleRecord(count, getattr(old.loaded.cluster.services, name).replicas)
+    try:
+        new = prepare(hosts_file, replace(old.state, scale=records))
+    except ConfigError as error:
+        wanted = " ".join(f"{k}={v}" for k, v in counts.items())
+        raise UsageError(f"{wanted}: the hosts cannot hold this:\n{error}") from None
+    old_names = {c.name for c in old.placement.containers}
+    new_names = {c.name for c in new.placement.containers}
+    added = [c for c in new.placement.containers if c.name not in old_names]
+    removed = [c for c in old.placement.containers if c.name not in new_names]
+    result = ScaleResult(
+        [c.name for c in added], [c.name for c in removed], 0.0, state_path(old.loaded.path)
+    )
+
+    drain(old, removed, report)
+    hosts = _hosts_touched(old, new)
+    changed = {h.name: h.sync(new.files) for h in hosts}
+    try:
+        for host in hosts:
+            names = [c.name for c in added if c.host == host.name]
+            if names:
+                host.start(names)
+        by_host = [(h, [c.name for c in added if c.host == h.name]) for h in hosts]
+        wait_ready([(h, n) for h, n in by_host if n], "new replicas", 420, report)
+    except SyrcadError:
+        # Back to the old set: old files, new containers gone, drained replicas serving again.
+        for host in hosts:
+            host.sync(old.files)
+            host.remove_orphans()
+        enable(old, removed)
+        raise
+    reload_lbs(new, changed)
+    wait_in_lbs(new, report, only={c.name for c in added})
+    result.seconds_to_serve = time.monotonic() - started
+    for host in hosts:
+        if new.placement.on(host.name):
+            host.remove_orphans()
+        elif old.placement.on(host.name):
+            host.run("stop containers", lambda d: d.compose.down(remove_orphans=True, quiet=True))
+    write_state(state_path(old.loaded.path), replace(old.state, scale=records))
+    return result
+
+
+def _hosts_touched(old: Deployment, new: Deployment) -> list[HostHandle]:
+    names = {c.host for c in (*old.placement.containers, *new.placement.containers)}
+    return [h for name, h in new.hosts.items() if name in names]
+
+
+def _lbs_for(dep: Deployment, replica: Container) -> Iterable[tuple[HostHandle, str, str]]:
+    """(host, LB container, backend) of every LB that sends traffic to `replica`."""
+    if replica.service not in BACKEND:
+        return []
+    service, backend = BACKEND[replica.service]
+    return [(dep.hosts[lb.host], lb.name, backend) for lb in dep.placement.of(service)]  # type: ignore[arg-type]
+
+
+def drain(dep: Deployment, replicas: Sequence[Container], report: Reporter) -> None:
+    """Stop sending new requests to `replicas`; return once their in-flight requests are done."""
+    if not replicas:
+        return
+    for replica in replicas:
+        for host, lb, backend in _lbs_for(dep, replica):
+            haproxy.set_state(host, lb, backend, replica.name, "drain")
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    names = {r.name for r in replicas}
+    while True:
+        busy = []
+        lbs = {(host.name, lb, backend) for r in replicas for host, lb, backend in _lbs_for(dep, r)}
+        for host_name, lb_name, backend in lbs:
+            for row in haproxy.stats(dep.hosts[host_name], lb_name):
+                if (
+                    row["pxname"] == backend
+                    and row["svname"] in names
+                    and int(row["scur"] or 0) > 0
+                ):
+                    busy.append(row["svname"])
+        report.waiting("draining", len(names) - len(set(busy)), len(names), sorted(set(busy)))
+        if not busy:
+            report.done_waiting("draining")
+            return
+        if time.monotonic() > deadline:
+            report.step(
+                f"still busy after {DRAIN_TIMEOUT_S}s, going on: {', '.join(sorted(set(busy)))}"
+            )
+            return
+        time.sleep(0.5)
+
+
+def enable(dep: Deployment, replicas: Sequence[Container]) -> None:
+    for replica in replicas:
+        for host, lb, backend in _lbs_for(dep, replica):
+            haproxy.set_state(host, lb, backend, replica.name, "ready")
+
+
+def reload_lbs(dep: Deployment, changed: dict[str, list[str]]) -> None:
+    for lb in dep.placement.containers:
+        if lb.service in ("lb", "action-lb") and f"{lb.service}/haproxy.cfg" in changed.get(
+            lb.host, []
+        ):
+            haproxy.reload(dep.hosts[lb.host], lb.name)
+
+
+@dataclass
+class RolloutResult:
+    replaced: list[str] = field(default_factory=list)
+    model_ids: set[str] = field(default_factory=set)
+
+
+def rollout(hosts_file: Path, service: Scalable, batch: int, report: Reporter) -> RolloutResult:
+    """Recreate `service`'s replicas `batch` at a time: drain → recreate → ready → enable.
+
+    A replica that never gets ready is put back on what it ran before (the previous model file,
+    or the previous image), pinned in the state file, and the rollout stops with the cause.
+    """
+    dep = prepare(
+        hosts_file, replace(_state_of(hosts_file), model=None)
+    )  # a rollout takes the newest model
+    result = RolloutResult()
+    replicas = list(dep.placement.of(service))
+    for host in {dep.hosts[c.host] for c in replicas}:
+        host.sync(dep.files)
+    for start in range(0, len(replicas), batch):
+        group = replicas[start : start + batch]
+        previous = {c.name: _running_model(dep, c) for c in group} if service == "frontend" else {}
+        drain(dep, group, report)
+        for replica in group:
+            dep.hosts[replica.host].recreate(replica.name)
+        try:
+            wait_ready(
+                [(dep.hosts[c.host], [c.name]) for c in group],
+                f"{service} {start + 1}-{start + len(group)}",
+                420,
+                report,
+            )
+        except RemoteError as error:
+            _put_back(hosts_file, dep, group, previous, report)
+            raise SyrcadError(
+                f"rollout stopped: {error}\nPut back on the previous model; fix and run it again."
+            ) from None
+        enable(dep, group)
+        wait_in_lbs(dep, report, only={c.name for c in group})
+        result.replaced += [c.name for c in group]
+    write_state(state_path(dep.loaded.path), replace(dep.state, model=None))
+    if service == "frontend":
+        result.model_ids = {
+            facts.model_id(
+                dep.hosts[c.host].address, c.port("http").host_port, dep.secrets.rasa_token
+            )
+            for c in replicas
+        }
+        if len(result.model_ids) != 1:
+            raise SyrcadError(
+                f"frontends report different models after the rollout: {sorted(result.model_ids)}"
+            )
+    return result
+
+
+def _state_of(hosts_file: Path) -> State:
+    return read_state(state_path(hosts_file))
+
+
+def _running_model(dep: Deployment, replica: Container) -> str:
+    """The model file a frontend has loaded, as a path inside the project ('' if unknown)."""
+    status = facts.http_get(
+        f"http://{dep.hosts[replica.host].address}:{replica.port('http').host_port}/status?token={dep.secrets.rasa_token}"
+    )
+    try:
+        name = str(json.loads(status[1]).get("model_file") or "") if status[0] == 200 else ""
+    except ValueError:
+        name = ""
+    if not name:
+        return ""
+    configured = PurePosixPath(dep.cluster.services.frontend.model)
+    folder = configured.parent if configured.name.endswith(".tar.gz") else configured
+    return str(folder / PurePosixPath(name).name)
+
+
+def _put_back(
+    hosts_file: Path,
+    dep: Deployment,
+    group: Sequence[Container],
+    previous: dict[str, str],
+    report: Reporter,
+) -> None:
+    models = {m for m in previous.values() if m}
+    if not models:
+        return
+    pinned = replace(dep.state, model=sorted(models)[0])
+    back = prepare(hosts_file, pinned)
+    for host in {back.hosts[c.host] for c in group}:
+        host.sync(back.files)
+    for replica in group:
+        back.hosts[replica.host].recreate(replica.name)
+    wait_ready([(back.hosts[c.host], [c.name]) for c in group], "putting back", 420, report)
+    enable(back, group)
+    write_state(state_path(back.loaded.path), pinned)
