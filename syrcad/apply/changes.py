@@ -60,6 +60,7 @@ class ScaleResult:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     seconds_to_serve: float = 0.0  # from the command until the new replicas are UP in their LBs
+    seconds_to_boot: float = 0.0  # from starting the containers until Rasa reports a model
     state_file: Path | None = None
 
 
@@ -86,6 +87,7 @@ def scale(hosts_file: Path, counts: dict[Scalable, int], report: Reporter) -> Sc
     drain(old, removed, report)
     hosts = _hosts_touched(old, new)
     changed = {h.name: h.sync(new.files) for h in hosts}
+    booting = time.monotonic()
     try:
         for host in hosts:
             names = [c.name for c in added if c.host == host.name]
@@ -93,6 +95,7 @@ def scale(hosts_file: Path, counts: dict[Scalable, int], report: Reporter) -> Sc
                 host.start(names)
         by_host = [(h, [c.name for c in added if c.host == h.name]) for h in hosts]
         wait_ready([(h, n) for h, n in by_host if n], "new replicas", 420, report)
+        result.seconds_to_boot = time.monotonic() - booting
     except SyrcadError:
         # Back to the old set: old files, new containers gone, drained replicas serving again.
         for host in hosts:
