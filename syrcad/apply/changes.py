@@ -81,7 +81,9 @@ def scale(hosts_file: Path, counts: dict[Scalable, int], report: Reporter) -> Sc
     added = [c for c in new.placement.containers if c.name not in old_names]
     removed = [c for c in old.placement.containers if c.name not in new_names]
     result = ScaleResult(
-        [c.name for c in added], [c.name for c in removed], 0.0, state_path(old.loaded.path)
+        added=[c.name for c in added],
+        removed=[c.name for c in removed],
+        state_file=state_path(old.loaded.path),
     )
 
     drain(old, removed, report)
