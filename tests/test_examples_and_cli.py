@@ -28,9 +28,7 @@ def syrcad(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[s
     )
 
 
-@pytest.mark.parametrize(
-    "example", sorted(p.name for p in EXAMPLES.glob("*.yml") if ".secrets." not in p.name)
-)
+@pytest.mark.parametrize("example", ["hosts.yml", "local.yml"])
 def test_examples_validate(example: str) -> None:
     assert load(EXAMPLES / example).cluster.hosts
 

@@ -104,10 +104,16 @@ def test_each_host_gets_only_what_is_placed_on_it(fixed_secrets: Secrets) -> Non
             "compose.yml",
             "rasa/endpoints.yml",
             "rasa/credentials.yml",
+            "rasa/syrcad_lock_store.py",
             "lb/haproxy.cfg",
             "action-lb/haproxy.cfg",
         ],
-        "app2": ["compose.yml", "rasa/endpoints.yml", "rasa/credentials.yml"],
+        "app2": [
+            "compose.yml",
+            "rasa/endpoints.yml",
+            "rasa/credentials.yml",
+            "rasa/syrcad_lock_store.py",
+        ],
         "store1": ["compose.yml"],
     }
 

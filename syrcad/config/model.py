@@ -176,6 +176,9 @@ class RedisLock(Model):
     type: Literal["redis"] = "redis"
     port: Port = 6379
     db: Annotated[int, Field(ge=0, le=15)] = 1
+    # syrcad's lock store issues tickets atomically; Rasa's stock one can lose messages when one
+    # sender reaches two frontends at once (rasa issue 9213). false: use the stock store.
+    atomic: bool = True
 
 
 def _tracker_type(value: Any) -> str:

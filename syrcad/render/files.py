@@ -12,7 +12,7 @@ from syrcad.config.model import Cluster, MongoTracker
 from syrcad.config.secrets import Secrets
 from syrcad.plan.placement import Placement
 from syrcad.render.context import HostContext, host_context
-from syrcad.render.templates import render_template
+from syrcad.render.templates import render_template, static
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ HOST_FILES: tuple[tuple[str, str, str | None], ...] = (
     ("compose.yml", "compose/compose.yml.j2", None),
     ("rasa/endpoints.yml", "compose/rasa/endpoints.yml.j2", "frontend"),
     ("rasa/credentials.yml", "compose/rasa/credentials.yml.j2", "frontend"),
+    ("rasa/syrcad_lock_store.py", "compose/rasa/syrcad_lock_store.py", "frontend"),
     ("lb/haproxy.cfg", "haproxy/public.cfg.j2", "lb"),
     ("action-lb/haproxy.cfg", "haproxy/actions.cfg.j2", "action-lb"),
 )
@@ -47,7 +48,12 @@ def render(cluster: Cluster, placement: Placement, secrets: Secrets) -> tuple[Re
 
         for path, template, needed_by in HOST_FILES:
             if needed_by is None or ctx.has(needed_by):
-                content = render_template(template, **variables)
+                # Files without .j2 are shipped as they are (the lock store module).
+                content = (
+                    render_template(template, **variables)
+                    if template.endswith(".j2")
+                    else static(template)
+                )
                 files.append(RenderedFile(host, PurePosixPath(path), content))
     return tuple(files)
 

@@ -64,3 +64,8 @@ def _template_line(error: BaseException, name: str) -> int | str:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
+
+
+def static(name: str) -> str:
+    """A file shipped as it is, from the same folders as the templates."""
+    return (data_root() / name).read_text(encoding="utf-8")

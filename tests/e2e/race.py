@@ -1,0 +1,88 @@
+"""Same-sender races: two messages of one sender reach two frontends at the same moment.
+
+Each sender plays rounds; in a round, two messages leave at once (a barrier), one to each
+frontend, bypassing the LB's sender hashing. Afterwards every tracker must hold every message
+exactly once, and each round's messages after all of the previous round's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+
+@dataclass
+class RaceResult:
+    messages: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.messages} messages: {self.lost} lost, {self.duplicated} duplicated, "
+            f"{self.reordered} reordered, {len(self.errors)} HTTP errors"
+        )
+
+
+def _post(url: str, sender: str, text: str, barrier: threading.Barrier, errors: list[str]) -> None:
+    barrier.wait()
+    try:
+        response = requests.post(
+            f"{url}/webhooks/rest/webhook", json={"sender": sender, "message": text}, timeout=120
+        )
+        if response.status_code != 200:
+            errors.append(f"{sender} {text}: HTTP {response.status_code}")
+    except requests.RequestException as error:
+        errors.append(f"{sender} {text}: {error}")
+
+
+def play(frontends: list[str], sender: str, rounds: int, errors: list[str]) -> list[list[str]]:
+    sent = []
+    for number in range(rounds):
+        pair = [f"{sender[:8]} round {number} via {i}" for i in range(len(frontends))]
+        barrier = threading.Barrier(len(frontends))
+        threads = [
+            threading.Thread(target=_post, args=(url, sender, text, barrier, errors))
+            for url, text in zip(frontends, pair, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        sent.append(pair)
+    return sent
+
+
+def race(
+    frontends: list[str], mongo: Any, senders: int = 50, rounds: int = 10, parallel: int = 8
+) -> RaceResult:
+    result = RaceResult()
+    ids = [str(uuid.uuid4()) for _ in range(senders)]
+    with ThreadPoolExecutor(parallel) as pool:
+        plays = dict(
+            zip(
+                ids, pool.map(lambda s: play(frontends, s, rounds, result.errors), ids), strict=True
+            )
+        )
+    conversations = mongo["rasa"]["conversations"]
+    for sender, rounds_sent in plays.items():
+        document = conversations.find_one({"sender_id": sender}) or {"events": []}
+        got = [e.get("text") for e in document["events"] if e.get("event") == "user"]
+        expected = [text for pair in rounds_sent for text in pair]
+        result.messages += len(expected)
+        counts = Counter(got)
+        result.lost += sum(1 for text in expected if counts[text] == 0)
+        result.duplicated += sum(n - 1 for n in counts.values() if n > 1)
+        round_of = {text: number for number, pair in enumerate(rounds_sent) for text in pair}
+        seen = [round_of[text] for text in got if text in round_of]
+        result.reordered += sum(1 for a, b in itertools.pairwise(seen) if b < a)
+    return result

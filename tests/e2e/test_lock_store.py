@@ -1,0 +1,37 @@
+"""Rasa's stock RedisLockStore vs syrcad's atomic one, under same-sender races over two frontends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import PORTS, E2ECluster, syrcad
+from .race import race
+
+pytestmark = pytest.mark.e2e
+
+FRONTENDS = [f"http://127.0.0.1:{PORTS['frontend'] + i}" for i in range(2)]
+
+
+def use_lock_store(hosts_file: Path, atomic: bool) -> None:
+    document = yaml.safe_load(hosts_file.read_text(encoding="utf-8"))
+    document["stores"]["lock"]["atomic"] = atomic
+    hosts_file.write_text(yaml.safe_dump(document), encoding="utf-8")
+    done = syrcad("up", "--hosts", str(hosts_file))
+    assert "restarted: frontend-1, frontend-2" in done.stdout or "recreated" in done.stdout
+
+
+def test_stock_lock_store_then_atomic_one(cluster: E2ECluster, tmp_path: Path) -> None:
+    use_lock_store(cluster.hosts_file, atomic=False)
+    try:
+        stock = race(FRONTENDS, cluster.mongo())
+        print(f"\nstock RedisLockStore: {stock}")
+    finally:
+        use_lock_store(cluster.hosts_file, atomic=True)
+    atomic = race(FRONTENDS, cluster.mongo())
+    print(f"syrcad AtomicRedisLockStore: {atomic}")
+    assert atomic.messages >= 1000
+    assert atomic.errors == []
+    assert (atomic.lost, atomic.duplicated, atomic.reordered) == (0, 0, 0), str(atomic)

@@ -1,0 +1,185 @@
+"""A Redis lock store for Rasa 3.x whose ticket operations are atomic.
+
+Rasa's stock RedisLockStore issues and returns tickets with get → modify → set on one JSON
+value (rasa issue 9213). Two frontends serving the same sender at once can both read the same
+ticket list, both believe they hold the lock, and process the sender's messages concurrently:
+tracker events get lost. Here each ticket operation is one Lua script, so Redis runs it whole:
+
+- issue:   purge expired tickets, take the next number from a counter, enqueue it;
+- acquire: purge expired tickets, answer whether this ticket is first in the queue;
+- finish:  drop the ticket, and the whole lock when no ticket is left, in the same step.
+
+Time comes from Redis (TIME), so frontends on different hosts agree on expiry.
+
+syrcad mounts this file beside endpoints.yml (on PYTHONPATH), so the official Rasa image loads
+it from `lock_store.type: syrcad_lock_store.AtomicRedisLockStore`, with the stock keys: url,
+port, db, username, password, use_ssl, key_prefix, socket_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from rasa.core.lock import Ticket, TicketLock
+from rasa.core.lock_store import LOCK_LIFETIME, LockError, LockStore
+from rasa.utils.endpoints import EndpointConfig
+
+logger = logging.getLogger(__name__)
+
+_PURGE = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local expiries = redis.call('HGETALL', KEYS[2])
+for i = 1, #expiries, 2 do
+  if tonumber(expiries[i + 1]) <= now_ms then
+    redis.call('ZREM', KEYS[1], expiries[i])
+    redis.call('HDEL', KEYS[2], expiries[i])
+  end
+end
+"""
+
+# KEYS: queue (zset number→number), expiries (hash number→ms), counter. ARGV: lifetime ms.
+ISSUE = (
+    _PURGE
+    + """
+local number = redis.call('INCR', KEYS[3])
+redis.call('ZADD', KEYS[1], number, number)
+redis.call('HSET', KEYS[2], number, now_ms + tonumber(ARGV[1]))
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], 2 * tonumber(ARGV[1])) end
+return number
+"""
+)
+
+# ARGV: ticket number. Returns 1 when it is this ticket's turn, 0 to wait, -1 when it expired.
+ACQUIRE = (
+    _PURGE
+    + """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return -1 end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+if first == ARGV[1] then return 1 end
+return 0
+"""
+)
+
+# ARGV: ticket number. Returns how many tickets are still waiting.
+FINISH = (
+    _PURGE
+    + """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+local left = redis.call('ZCARD', KEYS[1])
+if left == 0 then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
+return left
+"""
+)
+
+WAITING = _PURGE + "return redis.call('ZCARD', KEYS[1])"
+
+
+class AtomicRedisLockStore(LockStore):
+    """Ticket lock per conversation in Redis, every step atomic."""
+
+    def __init__(self, endpoint_config: EndpointConfig | None = None, **kwargs: Any) -> None:
+        import redis
+
+        options = dict(endpoint_config.kwargs) if endpoint_config else {}
+        options.update(kwargs)
+        host = (endpoint_config.url if endpoint_config else None) or options.pop(
+            "host", "localhost"
+        )
+        self.red = redis.StrictRedis(
+            host=host,
+            port=int(options.get("port", 6379)),
+            db=int(options.get("db", 1)),
+            username=options.get("username"),
+            password=options.get("password"),
+            ssl=bool(options.get("use_ssl", False)),
+            socket_timeout=float(options.get("socket_timeout", 10)),
+        )
+        prefix = str(options.get("key_prefix") or "")
+        self.key_prefix = (prefix + ":" if prefix.isalnum() else "") + "lock:"
+        self._issue = self.red.register_script(ISSUE)
+        self._acquire = self.red.register_script(ACQUIRE)
+        self._finish = self.red.register_script(FINISH)
+        self._waiting = self.red.register_script(WAITING)
+        super().__init__()
+
+    def _keys(self, conversation_id: str) -> list[str]:
+        base = self.key_prefix + conversation_id
+        return [base, base + ":expires", base + ":next"]
+
+    def issue_ticket(self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME) -> int:
+        try:
+            return int(
+                self._issue(keys=self._keys(conversation_id), args=[int(lock_lifetime * 1000)])
+            )
+        except Exception as error:  # same contract as the stock store
+            raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
+
+    @asynccontextmanager
+    async def lock(
+        self,
+        conversation_id: str,
+        lock_lifetime: float = LOCK_LIFETIME,
+        wait_time_in_seconds: float = 1,
+    ) -> AsyncGenerator[TicketLock, None]:
+        ticket = self.issue_ticket(conversation_id, lock_lifetime)
+        try:
+            yield await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
+        finally:
+            self.cleanup(conversation_id, ticket)
+
+    async def _acquire_lock(
+        self, conversation_id: str, ticket: int, wait_time_in_seconds: float
+    ) -> TicketLock:
+        # Poll fast first, then back off to the caller's interval: a turn takes ~50-500 ms.
+        wait = min(0.02, wait_time_in_seconds)
+        while True:
+            turn = int(self._acquire(keys=self._keys(conversation_id), args=[ticket]))
+            if turn == 1:
+                return self.get_lock(conversation_id) or TicketLock(conversation_id)
+            if turn == -1:
+                raise LockError(f"Could not acquire lock for conversation_id '{conversation_id}'.")
+            await asyncio.sleep(wait)
+            wait = min(wait * 1.5, wait_time_in_seconds)
+
+    def update_lock(self, conversation_id: str) -> None:
+        self._waiting(keys=self._keys(conversation_id))  # purges expired tickets
+
+    def is_someone_waiting(self, conversation_id: str) -> bool:
+        return int(self._waiting(keys=self._keys(conversation_id))) > 0
+
+    def finish_serving(self, conversation_id: str, ticket_number: int) -> None:
+        self._finish(keys=self._keys(conversation_id), args=[ticket_number])
+
+    def cleanup(self, conversation_id: str, ticket_number: int) -> None:
+        # One step: a ticket issued meanwhile by another frontend keeps the lock alive.
+        self.finish_serving(conversation_id, ticket_number)
+
+    def get_lock(self, conversation_id: str) -> TicketLock | None:
+        queue, expiries, _ = self._keys(conversation_id)
+        numbers = [int(n) for n in self.red.zrange(queue, 0, -1)]
+        if not numbers:
+            return None
+        expires = self.red.hgetall(expiries)
+        tickets = deque(Ticket(n, int(expires.get(str(n).encode(), 0)) / 1000) for n in numbers)
+        return TicketLock(conversation_id, tickets)
+
+    def save_lock(self, lock: TicketLock) -> None:
+        queue, expiries, counter = self._keys(lock.conversation_id)
+        with self.red.pipeline(transaction=True) as pipe:
+            pipe.delete(queue, expiries)
+            for ticket in lock.tickets:
+                pipe.zadd(queue, {str(ticket.number): ticket.number})
+                pipe.hset(expiries, str(ticket.number), int(ticket.expires * 1000))
+            if lock.tickets:
+                pipe.set(counter, max(t.number for t in lock.tickets))
+            pipe.execute()
+
+    def delete_lock(self, conversation_id: str) -> None:
+        self._log_deletion(conversation_id, bool(self.red.delete(*self._keys(conversation_id))))
