@@ -22,21 +22,54 @@ from syrcad.plan import place
 VALID: dict[str, Any] = {
     "name": "demo",
     "hosts": {
-        "app1": {"address": "10.0.0.1", "roles": ["frontend", "action", "lb"], "ssh": {"user": "deploy"}},
+        "app1": {
+            "address": "10.0.0.1",
+            "roles": ["frontend", "action", "lb"],
+            "ssh": {"user": "deploy"},
+        },
         "store1": {"address": "10.0.0.2", "roles": ["mongo", "redis"], "labels": {"rack": "r1"}},
     },
     "project": {"path": "/srv/bot", "nfs": {"server": "10.0.0.9", "export": "/exports/bot"}},
     "images": {"rasa": "rasa/rasa:3.6.21-full"},
-    "services": {"frontend": {"replicas": 2, "base_port": 5005, "resources": {"memory": "2g"}},
-                 "lb": {"public_port": 80}},
+    "services": {
+        "frontend": {"replicas": 2, "base_port": 5005, "resources": {"memory": "2g"}},
+        "lb": {"public_port": 80},
+    },
     "stores": {"tracker": {"type": "mongo", "port": 27017}, "lock": {"port": 6379}},
 }
 
-HOSTILE_TEXT = st.sampled_from([
-    "../../etc/passwd", "/srv/../../root", "$(reboot)", "`id`", "a;rm -rf /", "x' OR '1'='1", "a\nb", "\x00",
-    "ünïcödé", "名字", "🙂", "-rf", "--privileged", "a b", "${HOME}", "%s%s", "{{ 7*7 }}", "*", "",
-    " ", "\u202e", "A" * 300, "0", "-1", "1e999", "null", "~", "C:\\Windows",
-])
+HOSTILE_TEXT = st.sampled_from(
+    [
+        "../../etc/passwd",
+        "/srv/../../root",
+        "$(reboot)",
+        "`id`",
+        "a;rm -rf /",
+        "x' OR '1'='1",
+        "a\nb",
+        "\x00",
+        "ünïcödé",
+        "名字",
+        "🙂",
+        "-rf",
+        "--privileged",
+        "a b",
+        "${HOME}",
+        "%s%s",
+        "{{ 7*7 }}",
+        "*",
+        "",
+        " ",
+        "\u202e",
+        "A" * 300,
+        "0",
+        "-1",
+        "1e999",
+        "null",
+        "~",
+        "C:\\Windows",
+    ]
+)
 HOSTILE = st.one_of(
     HOSTILE_TEXT,
     st.text(max_size=40),
@@ -96,11 +129,15 @@ def check(tmp_path: Path, text: str) -> None:
     safe = re.compile(r"^[A-Za-z0-9_./:@+-]*$")
     for name, host in loaded.cluster.hosts.items():
         assert safe.match(name) and safe.match(str(host.address)), name
-    assert safe.match(loaded.cluster.project.path) and ".." not in loaded.cluster.project.path.split("/")
+    assert safe.match(
+        loaded.cluster.project.path
+    ) and ".." not in loaded.cluster.project.path.split("/")
     assert placement.containers
 
 
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @FUZZ
@@ -113,13 +150,17 @@ def test_mutated_documents(tmp_path: Path, path: tuple[Any, ...], value: Any, as
     check(tmp_path, text)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=st.text(alphabet=st.sampled_from(list("{}[]:,-&*!|>'\"#%@` \n\tab01é")), max_size=120))
 def test_garbage_text(tmp_path: Path, text: str) -> None:
     check(tmp_path, text)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(width=st.integers(2, 12), depth=st.integers(2, 9))
 def test_alias_bombs(tmp_path: Path, width: int, depth: int) -> None:
     lines = [f"l0: &l0 [{', '.join(['x'] * width)}]"]

@@ -151,8 +151,20 @@ def up(dep: Deployment, report: Reporter) -> UpResult:
         result.restarted += _restart_changed_frontends(
             dep, host, result.changed_files.get(host.name, []), old, new, report
         )
+    _enable_everything(dep)
     wait_in_lbs(dep, report)
     return result
+
+
+def _enable_everything(dep: Deployment) -> None:
+    """Converge LB admin states too: a replica left in DRAIN by an interrupted scale or rollout
+    takes traffic again (a no-op for replicas already READY)."""
+    backends = {"lb": ("frontend", "frontends"), "action-lb": ("action", "action_servers")}
+    for lb in dep.placement.containers:
+        if lb.service in backends:
+            service, backend = backends[lb.service]
+            names = [replica.name for replica in dep.placement.of(service)]  # type: ignore[arg-type]
+            haproxy.set_states(dep.hosts[lb.host], lb.name, backend, names, "ready")
 
 
 def _check_images(dep: Deployment, hosts: Sequence[HostHandle]) -> None:

@@ -35,6 +35,9 @@ LB = {
 STORES = {"tracker": {"port": 37017}, "lock": {"port": 36379}}
 
 
+OUTPUTS: list[str] = []  # everything syrcad printed during the run, checked for secrets
+
+
 def syrcad(
     *args: str, check: bool = True, timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:
@@ -46,6 +49,7 @@ def syrcad(
         timeout=timeout,
         env={**os.environ, "COLUMNS": "200"},
     )
+    OUTPUTS.append(done.stdout + done.stderr)
     if check and done.returncode != 0:
         pytest.fail(
             f"syrcad {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
@@ -147,8 +151,39 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ECluster]:
     assert secrets is not None
     try:
         yield E2ECluster(hosts_file, secrets)
+        assert_secrets_never_shown(secrets)
     finally:
         syrcad("down", "--volumes", "--hosts", str(hosts_file), check=False)
+
+
+def assert_secrets_never_shown(secrets: Secrets) -> None:
+    """No secret in any container log of the run, nor in anything syrcad printed."""
+    from python_on_whales import DockerClient
+
+    docker = DockerClient()
+    texts = list(OUTPUTS)
+    for container in docker.container.list(all=True, filters={"label": "io.syrcad.cluster=e2e"}):
+        texts.append(str(docker.container.logs(container)))
+    values = [
+        getattr(secrets, name)
+        for name in (
+            "rasa_token",
+            "jwt_secret",
+            "tracker_password",
+            "redis_password",
+            "stats_password",
+        )
+    ]
+    leaks = [
+        name
+        for name, value in zip(
+            ("rasa_token", "jwt_secret", "tracker_password", "redis_password", "stats_password"),
+            values,
+            strict=True,
+        )
+        if any(value in text for text in texts)
+    ]
+    assert leaks == [], f"secrets shown in logs or output: {leaks}"
 
 
 def new_sender() -> str:

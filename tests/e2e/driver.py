@@ -30,6 +30,7 @@ class Driver:
     think_s: float = 0.2
     sent: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     failures: list[str] = field(default_factory=list)
+    failed_at: list[float] = field(default_factory=list)
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (when, seconds)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -74,9 +75,19 @@ class Driver:
                     self.latencies.append((started, time.monotonic() - started))
                     if problem:
                         self.failures.append(f"{sender}: {problem}")
+                        self.failed_at.append(started)
                 if problem:
                     break  # this conversation is off track; start a new one
                 time.sleep(self.think_s)
+
+    def failures_since(self, moment: float) -> int:
+        with self._lock:
+            return sum(1 for when in self.failed_at if when >= moment)
+
+    def successes_since(self, moment: float) -> int:
+        with self._lock:
+            failed = sum(1 for when in self.failed_at if when >= moment)
+            return sum(1 for when, _ in self.latencies if when >= moment) - failed
 
     def lost_or_reordered(self, mongo: Any) -> list[str]:
         """Senders whose tracker does not hold exactly the user messages sent, in order."""

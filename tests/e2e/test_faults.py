@@ -1,0 +1,139 @@
+"""Faults under load: killed replicas, restarted stores and load balancer; the perimeter."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import requests
+from python_on_whales import DockerClient
+
+from .conftest import LB, PORTS, STORES, E2ECluster, syrcad
+from .driver import Driver
+
+pytestmark = pytest.mark.e2e
+docker = DockerClient()
+
+
+def container(service: str) -> str:
+    return f"e2e-{service}-1"
+
+
+def wait_until_all_up(cluster: E2ECluster, timeout: float = 240) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        done = syrcad("status", "--json", "--hosts", str(cluster.hosts_file), check=False)
+        if (
+            done.returncode == 0
+            and '"lb": "DOWN"' not in done.stdout
+            and '"lb": "-"' in done.stdout
+        ):
+            import json
+
+            rows = json.loads(done.stdout)["replicas"]
+            if all(r["lb"] == "UP" for r in rows if r["service"] in ("frontend", "action")):
+                return time.monotonic() - started
+        time.sleep(2)
+    raise AssertionError("replicas did not all come back UP")
+
+
+def wait_serving(driver: Driver, since: float, timeout: float = 120) -> float:
+    """Seconds from `since` until requests succeed again (five in a row after the last failure)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last_failure = max([w for w in driver.failed_at if w >= since], default=since)
+        if driver.successes_since(last_failure) >= 5:
+            return last_failure - since
+        time.sleep(0.5)
+    raise AssertionError(f"not serving again {timeout}s after the fault")
+
+
+def test_faults_under_load(cluster: E2ECluster) -> None:
+    driver = Driver(cluster.public, workers=4, think_s=0.1).start()
+    figures = {}
+    try:
+        time.sleep(5)
+        for service in ("frontend", "action"):
+            moment = time.monotonic()
+            docker.kill(container(service), signal="KILL")
+            back = wait_until_all_up(cluster)
+            figures[f"kill -9 {service}-1"] = (
+                driver.failures_since(moment),
+                f"back in LB after {back:.0f}s",
+            )
+        for store in ("redis", "mongo"):
+            moment = time.monotonic()
+            docker.restart(container(store))
+            outage = wait_serving(driver, moment)
+            figures[f"restart {store}"] = (
+                driver.failures_since(moment),
+                f"serving again after {outage:.1f}s",
+            )
+        moment = time.monotonic()
+        docker.restart(container("lb"))
+        outage = wait_serving(driver, moment)
+        figures["restart lb"] = (
+            driver.failures_since(moment),
+            f"traffic flows again after {outage:.1f}s",
+        )
+    finally:
+        driver.stop()
+    print()
+    for fault, (failed, note) in figures.items():
+        print(f"{fault}: {failed} failed requests; {note}")
+    assert figures["kill -9 frontend-1"][0] == 0
+    assert figures["kill -9 action-1"][0] == 0
+    # Redis, Mongo and the LB: errors only while down, and no frontend was restarted for it.
+    restarts = {
+        c.name: c.restart_count
+        for c in docker.container.list(filters={"label": "io.syrcad.service=frontend"})
+        if c.name.startswith("e2e-")
+    }
+    assert restarts.get("e2e-frontend-2-1", 0) == 0
+
+
+def test_perimeter(cluster: E2ECluster) -> None:
+    """Only the public port answers on an address of this machine outside the cluster network."""
+    outside = next(
+        ip
+        for ip in socket.gethostbyname_ex(socket.gethostname())[2] + [bridge_gateway()]
+        if not ip.startswith("127.")
+    )
+
+    def answers(port: int) -> bool:
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            return probe.connect_ex((outside, port)) == 0
+
+    assert answers(LB["public_port"])
+    internal = [
+        LB["api_port"],
+        LB["stats_port"],
+        LB["action_stats_port"],
+        LB["action_port"],
+        PORTS["frontend"],
+        PORTS["action"],
+        STORES["tracker"]["port"],
+        STORES["lock"]["port"],
+    ]
+    assert [port for port in internal if answers(port)] == []
+    # On the public side only the channels, socket.io and health; Rasa's API is refused.
+    assert (
+        requests.get(
+            f"http://{outside}:{LB['public_port']}/conversations/x/tracker", timeout=5
+        ).status_code
+        == 403
+    )
+    assert (
+        requests.get(f"http://{outside}:{LB['public_port']}/health", timeout=5).status_code == 200
+    )
+    limited = [requests.get(f"http://127.0.0.1:{LB['public_port']}/", timeout=5) for _ in range(1)]
+    assert limited[0].status_code == 200
+    big = requests.post(f"{cluster.public}/webhooks/rest/webhook", data=b"x" * 70_000, timeout=5)
+    assert big.status_code == 413
+
+
+def bridge_gateway() -> str:
+    network = docker.network.inspect("bridge")
+    return str(network.ipam.config[0]["Gateway"])
