@@ -32,10 +32,16 @@ def set_state(host: HostHandle, lb: str, backend: str, server: str, state: Serve
     set_states(host, lb, backend, [server], state)
 
 
-def set_states(host: HostHandle, lb: str, backend: str, servers: list[str], state: ServerState) -> None:
+def set_states(
+    host: HostHandle, lb: str, backend: str, servers: list[str], state: ServerState
+) -> None:
     """The same for many servers in one round trip (the API takes `;`-separated commands)."""
     if servers:
-        runtime(host, lb, "; ".join(f"set server {backend}/{server} state {state}" for server in servers))
+        runtime(
+            host,
+            lb,
+            "; ".join(f"set server {backend}/{server} state {state}" for server in servers),
+        )
 
 
 def stats(host: HostHandle, lb: str) -> list[dict[str, str]]:

@@ -70,6 +70,18 @@ def check(cluster: Cluster, base: Path) -> Iterator[tuple[Loc, str]]:
                     f"file not found: {host.ssh.identity_file}",
                 )
 
+    tls = cluster.services.lb.tls
+    if tls:
+        try:
+            pem = Path(tls.certificate).expanduser().read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            pem = None
+        where = ("services", "lb", "tls", "certificate")
+        if pem is None:
+            yield where, f"file not found: {tls.certificate}"
+        elif "CERTIFICATE-----" not in pem or "PRIVATE KEY-----" not in pem:
+            yield where, "expected one PEM file holding the certificate (chain) and its private key"
+
     project = cluster.project
     if project.nfs and not project.actions_path().startswith(project.path.rstrip("/") + "/"):
         yield (

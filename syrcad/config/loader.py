@@ -132,7 +132,18 @@ def load(path: str | os.PathLike[str]) -> Loaded:
         _check_size(node, source)
         _index_lines(node, (), lines)
     source = Source(str(path), lines)
-    data = yaml.safe_load(text) if node is not None else None
+    try:
+        data = yaml.safe_load(text) if node is not None else None
+    except yaml.MarkedYAMLError as error:  # e.g. an unknown tag: composes, does not construct
+        mark = error.problem_mark or error.context_mark
+        problem = error.problem or error.context or "invalid YAML"
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    str(path), "", f"invalid YAML: {problem}", mark.line + 1 if mark else None
+                )
+            ]
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError([source.issue((), "expected a mapping of keys (hosts, project, …)")])
     data = _resolve_relative_paths(data, file.parent)
@@ -203,6 +214,10 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     data = (
         {**data, "deploy_dir": absolute(data.get("deploy_dir"))} if "deploy_dir" in data else data
     )
+    lb = (data.get("services") or {}).get("lb") if isinstance(data.get("services"), dict) else None
+    if isinstance(lb, dict) and isinstance(lb.get("tls"), dict) and "certificate" in lb["tls"]:
+        tls = {**lb["tls"], "certificate": absolute(lb["tls"]["certificate"])}
+        data = {**data, "services": {**data["services"], "lb": {**lb, "tls": tls}}}
     project = data.get("project")
     if isinstance(project, dict):
         project = {

@@ -136,6 +136,13 @@ class RateLimit(Model):
     period_s: Annotated[int, Field(ge=1, le=3600)] = 10
 
 
+class Tls(Model):
+    """TLS on the public LB: a PEM file on this machine holding the certificate chain and key."""
+
+    certificate: str
+    port: Port = 443
+
+
 class LbService(Model):
     public_port: Port = 80
     api_port: Port = 8005
@@ -146,6 +153,7 @@ class LbService(Model):
     timeout_s: Annotated[int, Field(ge=1, le=3600)] = 60
     rate_limit: RateLimit = RateLimit()
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 64 * 1024
+    tls: Tls | None = None
 
 
 class Services(Model):

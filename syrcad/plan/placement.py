@@ -28,6 +28,7 @@ REDIS_PORT = 6379
 LB_PUBLIC_PORT = 8080
 LB_API_PORT = 8005
 LB_STATS_PORT = 8404
+LB_TLS_PORT = 8443
 LB_ACTIONS_PORT = 8055
 
 
@@ -161,6 +162,7 @@ _PORT_KEYS: dict[tuple[Service, str], tuple[str, ...]] = {
     ("action-lb", "http"): ("services", "lb", "action_port"),
     ("action-lb", "stats"): ("services", "lb", "action_stats_port"),
     ("lb", "http"): ("services", "lb", "public_port"),
+    ("lb", "https"): ("services", "lb", "tls", "port"),
     ("lb", "api"): ("services", "lb", "api_port"),
     ("lb", "stats"): ("services", "lb", "stats_port"),
 }

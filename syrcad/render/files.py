@@ -55,6 +55,10 @@ def render(cluster: Cluster, placement: Placement, secrets: Secrets) -> tuple[Re
                     else static(template)
                 )
                 files.append(RenderedFile(host, PurePosixPath(path), content))
+        tls = cluster.services.lb.tls
+        if tls and ctx.has("lb"):
+            pem = Path(tls.certificate).expanduser().read_text(encoding="utf-8")
+            files.append(RenderedFile(host, PurePosixPath("lb/tls.pem"), pem))
     return tuple(files)
 
 

@@ -32,6 +32,7 @@ LB = {
     "stats_port": 18404,
     "action_stats_port": 18405,
 }
+TLS_PORT = 18443
 STORES = {"tracker": {"port": 37017}, "lock": {"port": 36379}}
 
 
@@ -65,10 +66,11 @@ class E2ECluster:
     api: str = f"http://127.0.0.1:{LB['api_port']}"
 
     def say(self, sender: str, message: str, url: str | None = None) -> requests.Response:
-        response = requests.post(
+        response = requests.post(  # verify=False: the e2e cluster's TLS certificate is self-signed
             f"{url or self.public}/webhooks/rest/webhook",
             json={"sender": sender, "message": message},
             timeout=60,
+            verify=False,
         )
         response.raise_for_status()
         return response
@@ -126,11 +128,41 @@ def write_hosts_file(folder: Path) -> Path:
     document["project"] = {"path": str(ROOT / "bot"), "actions": str(ROOT / "actions")}
     document["services"]["frontend"]["base_port"] = PORTS["frontend"]
     document["services"]["action"]["base_port"] = PORTS["action"]
-    document["services"]["lb"] = LB
+    document["services"]["lb"] = {
+        **LB,
+        "tls": {"certificate": str(self_signed(folder)), "port": TLS_PORT},
+    }
     document["stores"] = STORES
     path = folder / "hosts.yml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path
+
+
+def self_signed(folder: Path) -> Path:
+    """A throw-away certificate and key in one PEM, as the demo's TLS would use."""
+    key, cert, pem = folder / "tls.key", folder / "tls.crt", folder / "tls.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    pem.write_text(cert.read_text() + key.read_text())
+    return pem
 
 
 def has_model() -> bool:

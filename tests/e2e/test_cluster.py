@@ -13,7 +13,7 @@ import requests
 from syrcad.apply import haproxy
 from syrcad.apply.deploy import prepare
 
-from .conftest import LB, E2ECluster, new_sender, syrcad
+from .conftest import LB, TLS_PORT, E2ECluster, new_sender, syrcad
 
 pytestmark = pytest.mark.e2e
 
@@ -103,6 +103,13 @@ def test_public_lb_refuses_rasa_api_internal_side_needs_token(cluster: E2ECluste
         cluster.api + "/status", params={"token": cluster.secrets.rasa_token}, timeout=10
     )
     assert status.status_code == 200 and status.json()["model_id"]
+
+
+def test_tls_on_the_public_lb(cluster: E2ECluster) -> None:
+    url = f"https://127.0.0.1:{TLS_PORT}"
+    assert requests.get(url + "/health", verify=False, timeout=10).status_code == 200
+    assert cluster.texts(new_sender(), "hello") and cluster.say(new_sender(), "hi", url=url).json()
+    assert requests.get(url + "/status", verify=False, timeout=10).status_code == 403
 
 
 def test_frontends_use_the_mongo_tracker_and_redis_lock_store(cluster: E2ECluster) -> None:

@@ -21,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, AsyncGenerator, Optional
 
 from rasa.core.lock import Ticket, TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, LockStore
@@ -44,39 +43,30 @@ end
 """
 
 # KEYS: queue (zset number→number), expiries (hash number→ms), counter. ARGV: lifetime ms.
-ISSUE = (
-    _PURGE
-    + """
+ISSUE = _PURGE + """
 local number = redis.call('INCR', KEYS[3])
 redis.call('ZADD', KEYS[1], number, number)
 redis.call('HSET', KEYS[2], number, now_ms + tonumber(ARGV[1]))
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], 2 * tonumber(ARGV[1])) end
 return number
 """
-)
 
 # ARGV: ticket number. Returns 1 when it is this ticket's turn, 0 to wait, -1 when it expired.
-ACQUIRE = (
-    _PURGE
-    + """
+ACQUIRE = _PURGE + """
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return -1 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
 if first == ARGV[1] then return 1 end
 return 0
 """
-)
 
 # ARGV: ticket number. Returns how many tickets are still waiting.
-FINISH = (
-    _PURGE
-    + """
+FINISH = _PURGE + """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 local left = redis.call('ZCARD', KEYS[1])
 if left == 0 then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
 return left
 """
-)
 
 WAITING = _PURGE + "return redis.call('ZCARD', KEYS[1])"
 
@@ -84,14 +74,12 @@ WAITING = _PURGE + "return redis.call('ZCARD', KEYS[1])"
 class AtomicRedisLockStore(LockStore):
     """Ticket lock per conversation in Redis, every step atomic."""
 
-    def __init__(self, endpoint_config: EndpointConfig | None = None, **kwargs: Any) -> None:
+    def __init__(self, endpoint_config: Optional[EndpointConfig] = None, **kwargs: Any) -> None:
         import redis
 
         options = dict(endpoint_config.kwargs) if endpoint_config else {}
         options.update(kwargs)
-        host = (endpoint_config.url if endpoint_config else None) or options.pop(
-            "host", "localhost"
-        )
+        host = (endpoint_config.url if endpoint_config else None) or options.pop("host", "localhost")
         self.red = redis.StrictRedis(
             host=host,
             port=int(options.get("port", 6379)),
@@ -115,18 +103,13 @@ class AtomicRedisLockStore(LockStore):
 
     def issue_ticket(self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME) -> int:
         try:
-            return int(
-                self._issue(keys=self._keys(conversation_id), args=[int(lock_lifetime * 1000)])
-            )
+            return int(self._issue(keys=self._keys(conversation_id), args=[int(lock_lifetime * 1000)]))
         except Exception as error:  # same contract as the stock store
             raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
 
     @asynccontextmanager
     async def lock(
-        self,
-        conversation_id: str,
-        lock_lifetime: float = LOCK_LIFETIME,
-        wait_time_in_seconds: float = 1,
+        self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME, wait_time_in_seconds: float = 1
     ) -> AsyncGenerator[TicketLock, None]:
         ticket = self.issue_ticket(conversation_id, lock_lifetime)
         try:
@@ -134,9 +117,7 @@ class AtomicRedisLockStore(LockStore):
         finally:
             self.cleanup(conversation_id, ticket)
 
-    async def _acquire_lock(
-        self, conversation_id: str, ticket: int, wait_time_in_seconds: float
-    ) -> TicketLock:
+    async def _acquire_lock(self, conversation_id: str, ticket: int, wait_time_in_seconds: float) -> TicketLock:
         # Poll fast first, then back off to the caller's interval: a turn takes ~50-500 ms.
         wait = min(0.02, wait_time_in_seconds)
         while True:
@@ -161,7 +142,7 @@ class AtomicRedisLockStore(LockStore):
         # One step: a ticket issued meanwhile by another frontend keeps the lock alive.
         self.finish_serving(conversation_id, ticket_number)
 
-    def get_lock(self, conversation_id: str) -> TicketLock | None:
+    def get_lock(self, conversation_id: str) -> Optional[TicketLock]:
         queue, expiries, _ = self._keys(conversation_id)
         numbers = [int(n) for n in self.red.zrange(queue, 0, -1)]
         if not numbers:
