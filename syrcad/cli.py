@@ -324,6 +324,29 @@ def loadtest(
         raise typer.Exit(code)
 
 
+secrets_app = typer.Typer(no_args_is_help=True, help="The cluster's secrets (never printed).")
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Which (default: all): rasa_token, jwt_secret, "
+            "tracker_password, redis_password, stats_password."
+        ),
+    ] = None,
+    hosts: HostsFile = Path("hosts.yml"),
+) -> None:
+    """Replace secrets with new random ones, without downtime (frontends roll one at a time)."""
+    from syrcad.apply import rotate
+
+    with RichReporter(out) as reporter:
+        rotated = rotate.rotate(hosts, names or [], reporter)
+    out.print(f"rotated: {', '.join(rotated)} (new values in {secrets_path(hosts)})")
+
+
 images_app = typer.Typer(no_args_is_help=True, help="Images for machines without a registry.")
 app.add_typer(images_app, name="images")
 

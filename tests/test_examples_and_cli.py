@@ -117,3 +117,9 @@ def test_secrets_file_is_validated(tmp_path: Path) -> None:
 def test_unknown_command_is_a_usage_error() -> None:
     done = syrcad("frobnicate")
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_generated_secrets_never_look_like_flags() -> None:
+    from syrcad.config.secrets import new_secret
+
+    assert not any(new_secret().startswith("-") for _ in range(2000))

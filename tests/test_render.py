@@ -114,7 +114,7 @@ def test_each_host_gets_only_what_is_placed_on_it(fixed_secrets: Secrets) -> Non
             "rasa/credentials.yml",
             "rasa/syrcad_lock_store.py",
         ],
-        "store1": ["compose.yml"],
+        "store1": ["compose.yml", "redis/redis.conf", "mongo/initial-password"],
     }
 
 
@@ -122,7 +122,9 @@ def test_stores_publish_on_the_cluster_address_only(fixed_secrets: Secrets) -> N
     store = next(f for f in rendered("hosts.yml", fixed_secrets) if f.host == "store1")
     assert '- "10.20.0.13:27017:27017"' in store.content
     assert '- "10.20.0.13:6379:6379"' in store.content
-    assert "--requirepass" in store.content and "MONGO_INITDB_ROOT_PASSWORD" in store.content
+    assert "MONGO_INITDB_ROOT_PASSWORD_FILE" in store.content
+    # No password in a container definition: rotating one must not recreate a store.
+    assert "golden-" not in store.content
 
 
 def test_public_lb_denies_rasa_admin_api(fixed_secrets: Secrets) -> None:

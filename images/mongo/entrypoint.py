@@ -38,6 +38,9 @@ def create_root_user(username: str, password: str) -> None:
 def main() -> None:
     username = os.environ.get("MONGO_INITDB_ROOT_USERNAME")
     password = os.environ.get("MONGO_INITDB_ROOT_PASSWORD")
+    password_file = os.environ.get("MONGO_INITDB_ROOT_PASSWORD_FILE")  # as the official image
+    if password_file and not password:
+        password = pathlib.Path(password_file).read_text(encoding="utf-8").strip()
     if username and password and not MARKER.exists():
         create_root_user(username, password)
     auth = ["--auth"] if MARKER.exists() else []

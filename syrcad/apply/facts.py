@@ -36,7 +36,7 @@ def containers(host: HostHandle) -> dict[str, ContainerFact]:
 
     def read(docker: DockerClient) -> dict[str, ContainerFact]:
         found = docker.container.list(
-            all=True, filters={"label": f"com.docker.compose.project={host.project}"}
+            all=True, filters=[("label", f"com.docker.compose.project={host.project}")]
         )
         facts = {}
         for c in found:

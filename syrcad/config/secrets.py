@@ -31,6 +31,14 @@ class Secrets:
         return "Secrets(<hidden>)"
 
 
+def new_secret() -> str:
+    """32 random bytes, URL-safe, never starting with "-" (command lines read that as a flag)."""
+    while True:
+        value = random.token_urlsafe(32)
+        if not value.startswith("-"):
+            return value
+
+
 def secrets_path(hosts_file: Path) -> Path:
     """`hosts.yml` → `hosts.secrets.yml` in the same folder."""
     return hosts_file.with_name(f"{hosts_file.stem}.secrets.yml")
@@ -59,7 +67,7 @@ def read(path: Path) -> Secrets | None:
     ]
     if issues:
         raise ConfigError(issues)
-    values = {name: data.get(name) or random.token_urlsafe(32) for name in names}
+    values = {name: data.get(name) or new_secret() for name in names}
     return Secrets(**values)
 
 
@@ -67,7 +75,7 @@ def ensure(path: Path) -> Secrets:
     """Read the secrets file, creating it (mode 0600) or adding missing secrets as needed."""
     current = read(path)
     if current is None:
-        current = Secrets(**{f.name: random.token_urlsafe(32) for f in fields(Secrets)})
+        current = Secrets(**{f.name: new_secret() for f in fields(Secrets)})
     document = {f.name: getattr(current, f.name) for f in fields(Secrets)}
     text = "# syrcad cluster secrets: generated once, keep private, do not commit.\n"
     text += yaml.safe_dump(document, sort_keys=False)

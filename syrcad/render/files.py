@@ -28,6 +28,8 @@ HOST_FILES: tuple[tuple[str, str, str | None], ...] = (
     ("rasa/endpoints.yml", "compose/rasa/endpoints.yml.j2", "frontend"),
     ("rasa/credentials.yml", "compose/rasa/credentials.yml.j2", "frontend"),
     ("rasa/syrcad_lock_store.py", "compose/rasa/syrcad_lock_store.py", "frontend"),
+    ("redis/redis.conf", "compose/stores/redis.conf.j2", "redis"),
+    ("mongo/initial-password", "compose/stores/initial-password.j2", "mongo"),
     ("lb/haproxy.cfg", "haproxy/public.cfg.j2", "lb"),
     ("action-lb/haproxy.cfg", "haproxy/actions.cfg.j2", "action-lb"),
 )

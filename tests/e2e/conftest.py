@@ -182,8 +182,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ECluster]:
     secrets = read(secrets_path(hosts_file))
     assert secrets is not None
     try:
-        yield E2ECluster(hosts_file, secrets)
+        running = E2ECluster(hosts_file, secrets)
+        yield running
         assert_secrets_never_shown(secrets)
+        assert_secrets_never_shown(running.secrets)  # after a rotation, the new ones too
     finally:
         syrcad("down", "--volumes", "--hosts", str(hosts_file), check=False)
 
@@ -194,7 +196,7 @@ def assert_secrets_never_shown(secrets: Secrets) -> None:
 
     docker = DockerClient()
     texts = list(OUTPUTS)
-    for container in docker.container.list(all=True, filters={"label": "io.syrcad.cluster=e2e"}):
+    for container in docker.container.list(all=True, filters=[("label", "io.syrcad.cluster=e2e")]):
         texts.append(str(docker.container.logs(container)))
     values = [
         getattr(secrets, name)

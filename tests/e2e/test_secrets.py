@@ -1,0 +1,78 @@
+"""`syrcad secrets rotate` under load: no failed request, old secrets refused, stores untouched."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+import requests
+from python_on_whales import DockerClient
+
+from syrcad.config.secrets import read, secrets_path
+
+from .conftest import STORES, E2ECluster, syrcad
+from .driver import Driver
+
+pytestmark = pytest.mark.e2e
+
+
+def store_ids() -> dict[str, str]:
+    docker = DockerClient()
+    return {
+        c.name: c.id
+        for c in docker.container.list(filters=[("label", "io.syrcad.cluster=e2e")])
+        if c.name.startswith(("e2e-mongo", "e2e-redis"))
+    }
+
+
+def test_rotate_every_secret_under_load(cluster: E2ECluster) -> None:
+    old = cluster.secrets
+    stores_before = store_ids()
+    driver = Driver(cluster.public, workers=3).start()
+    try:
+        done = syrcad("secrets", "rotate", "--hosts", str(cluster.hosts_file))
+    finally:
+        driver.stop()
+    assert (
+        "rotated: rasa_token, jwt_secret, tracker_password, redis_password, stats_password"
+        in done.stdout
+    )
+    new = read(secrets_path(cluster.hosts_file))
+    assert new is not None
+    cluster.secrets = new
+    assert driver.failures == [], driver.failures[:5]
+    assert driver.lost_or_reordered(cluster.mongo()) == []
+    assert store_ids() == stores_before  # Mongo and Redis were not recreated
+
+    assert (
+        requests.get(
+            f"{cluster.api}/status", params={"token": old.rasa_token}, timeout=10
+        ).status_code
+        == 401
+    )
+    assert (
+        requests.get(
+            f"{cluster.api}/status", params={"token": new.rasa_token}, timeout=10
+        ).status_code
+        == 200
+    )
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(
+            host="127.0.0.1", port=STORES["lock"]["port"], password=old.redis_password
+        ).ping()
+    assert cluster.redis().ping()
+    assert cluster.mongo()["rasa"].command("ping")["ok"] == 1
+    for value in (*vars_of(old), *vars_of(new)):
+        assert value not in done.stdout + done.stderr
+
+
+def vars_of(secrets: object) -> list[str]:
+    return [
+        getattr(secrets, name)
+        for name in (
+            "rasa_token",
+            "jwt_secret",
+            "tracker_password",
+            "redis_password",
+            "stats_password",
+        )
+    ]
