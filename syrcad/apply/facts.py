@@ -80,19 +80,6 @@ def lb_servers(address: str, port: int, password: str) -> dict[tuple[str, str], 
     }
 
 
-def lb_sessions(address: str, port: int, password: str) -> dict[tuple[str, str], int]:
-    """(backend, server) → total sessions the LB sent it (stot)."""
-    status, body = http_get(f"http://{address}:{port}/stats;csv", auth=("admin", password))
-    if status != 200:
-        return {}
-    rows = csv.DictReader(io.StringIO(body.decode().lstrip("# ")))
-    return {
-        (r["pxname"], r["svname"]): int(r["stot"] or 0)
-        for r in rows
-        if r["svname"] not in ("FRONTEND", "BACKEND")
-    }
-
-
 def model_id(address: str, port: int, token: str) -> str:
     """The model a Rasa frontend has loaded ("" if none or unreachable)."""
     status, body = http_get(f"http://{address}:{port}/status?token={token}")

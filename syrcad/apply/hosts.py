@@ -52,15 +52,7 @@ class HostHandle:
         try:
             return action(self.docker())
         except DockerException as error:
-            raise RemoteError(
-                self.name,
-                error.docker_command,
-                error.return_code,
-                error.stdout or "",
-                error.stderr or "",
-                step=step,
-                hint=hint,
-            ) from None
+            raise remote_error(self.name, error, step, hint) from None
 
     def start(self, services: Sequence[str]) -> None:
         """`docker compose up -d` for these services: creates or recreates only what changed."""
@@ -138,6 +130,19 @@ class HostHandle:
                 done.stderr.decode(errors="replace"),
                 step="copy the rendered files",
             )
+
+
+def remote_error(host: str, error: DockerException, step: str, hint: str = "") -> RemoteError:
+    """python-on-whales' exception as ours: host, argv, exit code, stdout, stderr, step."""
+    return RemoteError(
+        host,
+        error.docker_command,
+        error.return_code,
+        error.stdout or "",
+        error.stderr or "",
+        step=step,
+        hint=hint,
+    )
 
 
 def handles(cluster: Cluster, workspace: Path) -> dict[str, HostHandle]:

@@ -20,6 +20,7 @@ from typing import Literal
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
+from syrcad.apply.hosts import remote_error
 from syrcad.errors import RemoteError, SyrcadError
 from syrcad.render.templates import data_root
 
@@ -108,15 +109,8 @@ def build_all(
                     build_args={"BASE": base_tag(recipe.suite)},
                 )
             except DockerException as error:
-                raise RemoteError(
-                    "local",
-                    error.docker_command,
-                    error.return_code,
-                    error.stdout or "",
-                    error.stderr or "",
-                    step=f"build {recipe.tag}",
-                    hint="Behind a TLS-intercepting proxy? Pass --ca-bundle.",
-                ) from None
+                hint = "Behind a TLS-intercepting proxy? Pass --ca-bundle."
+                raise remote_error("local", error, f"build {recipe.tag}", hint) from None
         report(f"{recipe.tag}: built")
 
 
@@ -143,11 +137,4 @@ def _bootstrap_base(docker: DockerClient, suite: Suite, mirror: str) -> None:
         try:
             docker.image.import_(archive, tag=base_tag(suite))
         except DockerException as error:
-            raise RemoteError(
-                "local",
-                error.docker_command,
-                error.return_code,
-                error.stdout or "",
-                error.stderr or "",
-                step=f"import {base_tag(suite)}",
-            ) from None
+            raise remote_error("local", error, f"import {base_tag(suite)}") from None

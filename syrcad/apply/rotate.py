@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pymongo
 import redis
-import yaml
 
 from syrcad.apply import haproxy
 from syrcad.apply.changes import drain, enable
 from syrcad.apply.deploy import Deployment, Reporter, prepare, wait_in_lbs, wait_ready
 from syrcad.config.model import MongoTracker
-from syrcad.config.secrets import Secrets, new_secret, secrets_path, write_private
+from syrcad.config.secrets import Secrets, document, new_secret, secrets_path, write_private
 from syrcad.errors import SyrcadError, UsageError
 
 NAMES = tuple(f.name for f in fields(Secrets))
@@ -47,7 +46,7 @@ def rotate(hosts_file: Path, only: Sequence[str], report: Reporter) -> list[str]
         )
         report.step("mongo: password changed (open connections stay authenticated)")
 
-    _write(secrets_path(old.loaded.path), fresh)
+    write_private(secrets_path(old.loaded.path), document(fresh))
     new = prepare(hosts_file)
     changed = {h.name: h.sync(new.files) for h in new.used_hosts()}
 
@@ -71,12 +70,6 @@ def rotate(hosts_file: Path, only: Sequence[str], report: Reporter) -> list[str]
         _redis(new).execute_command("ACL", "SETUSER", "default", f"<{old.secrets.redis_password}")  # type: ignore[no-untyped-call]
         report.step("redis: old password removed")
     return names
-
-
-def _write(path: Path, secrets: Secrets) -> None:
-    document = {name: getattr(secrets, name) for name in NAMES}
-    header = "# syrcad cluster secrets: generated once, keep private, do not commit.\n"
-    write_private(path, header + yaml.safe_dump(document, sort_keys=False))
 
 
 def _redis(dep: Deployment) -> redis.Redis:

@@ -30,6 +30,9 @@ class Secrets:
     def __repr__(self) -> str:  # keeps them out of tracebacks and debug output
         return "Secrets(<hidden>)"
 
+    def as_dict(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
 
 def new_secret() -> str:
     """32 random bytes, URL-safe, never starting with "-" (command lines read that as a flag)."""
@@ -76,12 +79,16 @@ def ensure(path: Path) -> Secrets:
     current = read(path)
     if current is None:
         current = Secrets(**{f.name: new_secret() for f in fields(Secrets)})
-    document = {f.name: getattr(current, f.name) for f in fields(Secrets)}
-    text = "# syrcad cluster secrets: generated once, keep private, do not commit.\n"
-    text += yaml.safe_dump(document, sort_keys=False)
+    text = document(current)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
         write_private(path, text)
     return current
+
+
+def document(secrets: Secrets) -> str:
+    """The secrets file's text."""
+    header = "# syrcad cluster secrets: generated once, keep private, do not commit.\n"
+    return header + yaml.safe_dump(secrets.as_dict(), sort_keys=False)
 
 
 def write_private(path: Path, text: str) -> None:

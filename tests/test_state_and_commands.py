@@ -1,0 +1,94 @@
+"""Pure parts of scale, rollout and loadtest: argument parsing, recorded state, command lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syrcad.apply.changes import parse_counts
+from syrcad.config import load
+from syrcad.config.state import ScaleRecord, State, read_state, state_path, write_state
+from syrcad.errors import UsageError
+from syrcad.loadtest import LoadOptions, locust_argv, public_url
+from syrcad.plan import place
+
+from .conftest import EXAMPLES
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["frontend=abc"], "'frontend=abc': 'abc' is not a whole number"),
+        (["unknown=2"], "'unknown=2': unknown service 'unknown' (scalable: frontend, action)"),
+        (
+            ["frontend=0"],
+            "'frontend=0': at least 1 replica (use `syrcad down` to stop the cluster)",
+        ),
+        (["frontend"], "'frontend': expected SERVICE=COUNT, like frontend=8"),
+        ([], "nothing to scale: give SERVICE=COUNT, like frontend=8"),
+    ],
+)
+def test_scale_arguments_are_checked(arguments: list[str], message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_counts(arguments)
+    assert str(caught.value) == message
+
+
+def test_scale_arguments() -> None:
+    assert parse_counts(["frontend=8", "action=3"]) == {"frontend": 8, "action": 3}
+
+
+def test_state_applies_until_hosts_yml_changes() -> None:
+    cluster = load(EXAMPLES / "local.yml").cluster  # frontend replicas: 2
+    state = State(scale={"frontend": ScaleRecord(replicas=5, file_replicas=2)})
+    assert state.applied_to(cluster).services.frontend.replicas == 5
+    edited = cluster.model_copy(
+        update={
+            "services": cluster.services.model_copy(
+                update={"frontend": cluster.services.frontend.model_copy(update={"replicas": 3})}
+            )
+        }
+    )
+    assert state.applied_to(edited).services.frontend.replicas == 3  # the file wins again
+
+
+def test_pinned_model_applies() -> None:
+    cluster = load(EXAMPLES / "local.yml").cluster
+    assert (
+        State(model="models/old.tar.gz").applied_to(cluster).services.frontend.model
+        == "models/old.tar.gz"
+    )
+
+
+def test_state_file_round_trip(tmp_path: Path) -> None:
+    path = state_path(tmp_path / "hosts.yml")
+    assert path.name == "hosts.state.yml"
+    state = State(scale={"action": ScaleRecord(4, 2)}, model="models/a.tar.gz")
+    write_state(path, state)
+    assert read_state(path) == state
+    assert path.stat().st_mode & 0o777 == 0o600
+    write_state(path, State())
+    assert not path.exists()
+
+
+def test_loadtest_command_line() -> None:
+    loaded = load(EXAMPLES / "hosts.yml")
+    url = public_url(loaded.cluster, place(loaded.cluster))
+    assert url == "http://10.20.0.11:80"
+    argv = locust_argv(
+        url,
+        LoadOptions(
+            headless=True,
+            users=50,
+            spawn_rate=5,
+            run_time="5m",
+            out=Path("r"),
+            max_fail_ratio=0.001,
+            max_p95_ms=1500,
+        ),
+    )
+    assert argv[argv.index("--host") + 1] == url
+    assert argv[argv.index("--users") + 1] == "50" and argv[argv.index("--csv") + 1] == "r/locust"
+    assert argv[-4:] == ["--max-fail-ratio", "0.001", "--max-p95-ms", "1500"]
+    assert "--headless" not in locust_argv(url, LoadOptions())
