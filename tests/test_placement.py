@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from syrcad.config import Cluster, load
+from syrcad.config.model import Tls
 from syrcad.plan import place
 from syrcad.plan.placement import spread
 
@@ -95,3 +96,15 @@ def test_example_plan(tmp_path: Path) -> None:
         ("app1", "action-lb-1"),
         ("app1", "lb-1"),
     ]
+
+
+def test_tls_port_is_public_on_the_lb() -> None:
+    cluster = cluster_with(2)
+    lb = cluster.services.lb.model_copy(update={"tls": Tls(certificate="x.pem", port=8443)})
+    tls_cluster = cluster.model_copy(
+        update={"services": cluster.services.model_copy(update={"lb": lb})}
+    )
+    ports = {
+        (p.purpose, p.host_port, p.public) for c in place(tls_cluster).of("lb") for p in c.ports
+    }
+    assert ("https", 8443, True) in ports

@@ -137,11 +137,13 @@ def place(cluster: Cluster) -> Placement:
             PortBinding("stats", lb.action_stats_port, LB_STATS_PORT),
         ],
     )
+    tls = [PortBinding("https", lb.tls.port, LB_TLS_PORT, public=True)] if lb.tls else []
     singletons(
         "lb",
         "lb",
         [
             PortBinding("http", lb.public_port, LB_PUBLIC_PORT, public=True),
+            *tls,
             PortBinding("api", lb.api_port, LB_API_PORT),
             PortBinding("stats", lb.stats_port, LB_STATS_PORT),
         ],
