@@ -130,8 +130,16 @@ def test_perimeter(cluster: E2ECluster) -> None:
     assert (
         requests.get(f"http://{outside}:{LB['public_port']}/health", timeout=5).status_code == 200
     )
-    limited = [requests.get(f"http://127.0.0.1:{LB['public_port']}/", timeout=5) for _ in range(1)]
-    assert limited[0].status_code == 200
+    # Per-client rate limit (300 requests per 10 s by default): 429 with Retry-After beyond it.
+    session = requests.Session()
+    answers_seen = [
+        session.get(f"http://{outside}:{LB['public_port']}/", timeout=5) for _ in range(310)
+    ]
+    refused = [r for r in answers_seen if r.status_code == 429]
+    assert refused and refused[0].headers["Retry-After"] == "10"
+    assert (
+        requests.get(f"{cluster.public}/", timeout=5).status_code == 200
+    )  # another client address
     big = requests.post(f"{cluster.public}/webhooks/rest/webhook", data=b"x" * 70_000, timeout=5)
     assert big.status_code == 413
 
