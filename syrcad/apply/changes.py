@@ -7,29 +7,26 @@ LB configs change by hitless reload: listeners stay open, server states carry ov
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from syrcad.apply import facts, haproxy
-from syrcad.apply.deploy import Deployment, Reporter, prepare, wait_in_lbs, wait_ready
+from syrcad.apply.deploy import Deployment, Reporter, prepare, reload_lbs, wait_in_lbs, wait_ready
 from syrcad.apply.hosts import HostHandle
 from syrcad.config.state import (
     SCALABLE,
     Scalable,
     ScaleRecord,
-    State,
     read_state,
     state_path,
     write_state,
 )
 from syrcad.errors import ConfigError, RemoteError, SyrcadError, UsageError
-from syrcad.plan.placement import Container
+from syrcad.plan.placement import BALANCED, Container
 
 DRAIN_TIMEOUT_S = 60
-BACKEND = {"frontend": ("lb", "frontends"), "action": ("action-lb", "action_servers")}
 
 
 def parse_counts(assignments: Sequence[str]) -> dict[Scalable, int]:
@@ -90,13 +87,13 @@ def scale(hosts_file: Path, counts: dict[Scalable, int], report: Reporter) -> Sc
     hosts = _hosts_touched(old, new)
     changed = {h.name: h.sync(new.files) for h in hosts}
     booting = time.monotonic()
+    new_by_host = [
+        (h, names) for h in hosts if (names := [c.name for c in added if c.host == h.name])
+    ]
     try:
-        for host in hosts:
-            names = [c.name for c in added if c.host == host.name]
-            if names:
-                host.start(names)
-        by_host = [(h, [c.name for c in added if c.host == h.name]) for h in hosts]
-        wait_ready([(h, n) for h, n in by_host if n], "new replicas", 420, report)
+        for host, names in new_by_host:
+            host.start(names)
+        wait_ready(new_by_host, "new replicas", 420, report)
         result.seconds_to_boot = time.monotonic() - booting
     except SyrcadError:
         # Back to the old set: old files, new containers gone, drained replicas serving again.
@@ -122,27 +119,34 @@ def _hosts_touched(old: Deployment, new: Deployment) -> list[HostHandle]:
     return [h for name, h in new.hosts.items() if name in names]
 
 
-def _lbs_for(dep: Deployment, replica: Container) -> Iterable[tuple[HostHandle, str, str]]:
-    """(host, LB container, backend) of every LB that sends traffic to `replica`."""
-    if replica.service not in BACKEND:
-        return []
-    service, backend = BACKEND[replica.service]
-    return [(dep.hosts[lb.host], lb.name, backend) for lb in dep.placement.of(service)]  # type: ignore[arg-type]
+def _lbs_for(
+    dep: Deployment, replicas: Sequence[Container]
+) -> dict[tuple[str, str, str], list[str]]:
+    """(host, LB container, backend) of every LB carrying some of `replicas` → their names."""
+    lbs: dict[tuple[str, str, str], list[str]] = {}
+    for replica in replicas:
+        if replica.service in BALANCED:
+            lb_service, backend = BALANCED[replica.service]
+            for lb in dep.placement.of(lb_service):
+                lbs.setdefault((lb.host, lb.name, backend), []).append(replica.name)
+    return lbs
+
+
+def _set_states(dep: Deployment, replicas: Sequence[Container], state: haproxy.ServerState) -> None:
+    for (host, lb, backend), names in _lbs_for(dep, replicas).items():
+        haproxy.set_states(dep.hosts[host], lb, backend, names, state)
 
 
 def drain(dep: Deployment, replicas: Sequence[Container], report: Reporter) -> None:
     """Stop sending new requests to `replicas`; return once their in-flight requests are done."""
     if not replicas:
         return
-    for replica in replicas:
-        for host, lb, backend in _lbs_for(dep, replica):
-            haproxy.set_state(host, lb, backend, replica.name, "drain")
+    _set_states(dep, replicas, "drain")
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     names = {r.name for r in replicas}
     while True:
         busy = []
-        lbs = {(host.name, lb, backend) for r in replicas for host, lb, backend in _lbs_for(dep, r)}
-        for host_name, lb_name, backend in lbs:
+        for host_name, lb_name, backend in _lbs_for(dep, replicas):
             for row in haproxy.stats(dep.hosts[host_name], lb_name):
                 if (
                     row["pxname"] == backend
@@ -163,17 +167,7 @@ def drain(dep: Deployment, replicas: Sequence[Container], report: Reporter) -> N
 
 
 def enable(dep: Deployment, replicas: Sequence[Container]) -> None:
-    for replica in replicas:
-        for host, lb, backend in _lbs_for(dep, replica):
-            haproxy.set_state(host, lb, backend, replica.name, "ready")
-
-
-def reload_lbs(dep: Deployment, changed: dict[str, list[str]]) -> None:
-    for lb in dep.placement.containers:
-        if lb.service in ("lb", "action-lb") and f"{lb.service}/haproxy.cfg" in changed.get(
-            lb.host, []
-        ):
-            haproxy.reload(dep.hosts[lb.host], lb.name)
+    _set_states(dep, replicas, "ready")
 
 
 @dataclass
@@ -188,9 +182,8 @@ def rollout(hosts_file: Path, service: Scalable, batch: int, report: Reporter) -
     A replica that never gets ready is put back on what it ran before (the previous model file,
     or the previous image), pinned in the state file, and the rollout stops with the cause.
     """
-    dep = prepare(
-        hosts_file, replace(_state_of(hosts_file), model=None)
-    )  # a rollout takes the newest model
+    # A rollout takes the newest model: any pin from an earlier failed rollout is dropped.
+    dep = prepare(hosts_file, replace(read_state(state_path(hosts_file)), model=None))
     result = RolloutResult()
     replicas = list(dep.placement.of(service))
     for host in {dep.hosts[c.host] for c in replicas}:
@@ -231,19 +224,12 @@ def rollout(hosts_file: Path, service: Scalable, batch: int, report: Reporter) -
     return result
 
 
-def _state_of(hosts_file: Path) -> State:
-    return read_state(state_path(hosts_file))
-
-
 def _running_model(dep: Deployment, replica: Container) -> str:
     """The model file a frontend has loaded, as a path inside the project ('' if unknown)."""
-    status = facts.http_get(
-        f"http://{dep.hosts[replica.host].address}:{replica.port('http').host_port}/status?token={dep.secrets.rasa_token}"
+    status = facts.rasa_status(
+        dep.hosts[replica.host].address, replica.port("http").host_port, dep.secrets.rasa_token
     )
-    try:
-        name = str(json.loads(status[1]).get("model_file") or "") if status[0] == 200 else ""
-    except ValueError:
-        name = ""
+    name = str(status.get("model_file") or "")
     if not name:
         return ""
     configured = PurePosixPath(dep.cluster.services.frontend.model)

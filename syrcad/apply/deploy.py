@@ -20,7 +20,7 @@ from syrcad.config.model import Cluster
 from syrcad.config.secrets import Secrets, ensure, secrets_path
 from syrcad.config.state import State, read_state, state_path
 from syrcad.errors import RemoteError, SyrcadError
-from syrcad.plan.placement import Container, Placement, Service
+from syrcad.plan.placement import BALANCED, Container, Placement, Service
 
 STAGES: tuple[tuple[Service, ...], ...] = (
     ("mongo", "redis"),
@@ -145,25 +145,43 @@ def up(dep: Deployment, report: Reporter) -> UpResult:
             elif old[name].id != fact.id:
                 result.recreated.append(name)
         result.removed += [name for name in old if name not in new]
-        result.reloaded += _reload_changed_lbs(
-            host, result.changed_files.get(host.name, []), old, new
-        )
         result.restarted += _restart_changed_frontends(
             dep, host, result.changed_files.get(host.name, []), old, new, report
         )
+    # An LB that compose kept (same container) but whose config changed: reload it in place.
+    kept = {
+        name
+        for h in hosts
+        for name, fact in after[h.name].items()
+        if name in before[h.name] and before[h.name][name].id == fact.id
+    }
+    result.reloaded += reload_lbs(dep, result.changed_files, only=kept)
     _enable_everything(dep)
     wait_in_lbs(dep, report)
     return result
 
 
+def reload_lbs(
+    dep: Deployment, changed: dict[str, list[str]], only: set[str] | None = None
+) -> list[str]:
+    """Hitless reload of every LB (among `only`) whose haproxy.cfg is in `changed` (by host)."""
+    reloaded = []
+    for lb_service, _ in BALANCED.values():
+        for lb in dep.placement.of(lb_service):
+            if f"{lb_service}/haproxy.cfg" in changed.get(lb.host, []) and (
+                only is None or lb.name in only
+            ):
+                haproxy.reload(dep.hosts[lb.host], lb.name)
+                reloaded.append(lb.name)
+    return reloaded
+
+
 def _enable_everything(dep: Deployment) -> None:
     """Converge LB admin states too: a replica left in DRAIN by an interrupted scale or rollout
     takes traffic again (a no-op for replicas already READY)."""
-    backends = {"lb": ("frontend", "frontends"), "action-lb": ("action", "action_servers")}
-    for lb in dep.placement.containers:
-        if lb.service in backends:
-            service, backend = backends[lb.service]
-            names = [replica.name for replica in dep.placement.of(service)]  # type: ignore[arg-type]
+    for service, (lb_service, backend) in BALANCED.items():
+        names = [replica.name for replica in dep.placement.of(service)]
+        for lb in dep.placement.of(lb_service):
             haproxy.set_states(dep.hosts[lb.host], lb.name, backend, names, "ready")
 
 
@@ -239,23 +257,6 @@ def _fail(host: HostHandle, name: str, cause: str) -> None:
     )
 
 
-def _reload_changed_lbs(
-    host: HostHandle,
-    changed: list[str],
-    old: dict[str, facts.ContainerFact],
-    new: dict[str, facts.ContainerFact],
-) -> list[str]:
-    """A config file changed under a running LB that compose kept: reload it without a restart."""
-    reloaded = []
-    for service in ("lb", "action-lb"):
-        names = [n for n in new if n.startswith(f"{service}-") and n[len(service) + 1 :].isdigit()]
-        for name in names:
-            if f"{service}/haproxy.cfg" in changed and name in old and old[name].id == new[name].id:
-                haproxy.reload(host, name)
-                reloaded.append(name)
-    return reloaded
-
-
 def _restart_changed_frontends(
     dep: Deployment,
     host: HostHandle,
@@ -279,9 +280,8 @@ def _restart_changed_frontends(
 
 def lb_targets(dep: Deployment) -> Iterator[tuple[Container, str, int, str]]:
     """(LB container, address, stats port, backend) for every LB in the cluster."""
-    for lb in dep.placement.containers:
-        if lb.service in ("lb", "action-lb"):
-            backend = "frontends" if lb.service == "lb" else "action_servers"
+    for lb_service, backend in BALANCED.values():
+        for lb in dep.placement.of(lb_service):
             yield lb, dep.hosts[lb.host].address, lb.port("stats").host_port, backend
 
 
@@ -291,12 +291,8 @@ def wait_in_lbs(
     """Until every LB reports every replica of its backend (or those in `only`) UP."""
     deadline = time.monotonic() + timeout
     expected = {
-        "frontends": {
-            c.name for c in dep.placement.of("frontend") if only is None or c.name in only
-        },
-        "action_servers": {
-            c.name for c in dep.placement.of("action") if only is None or c.name in only
-        },
+        backend: {c.name for c in dep.placement.of(service) if only is None or c.name in only}
+        for service, (_, backend) in BALANCED.items()
     }
     while True:
         pending = []

@@ -80,12 +80,18 @@ def lb_servers(address: str, port: int, password: str) -> dict[tuple[str, str], 
     }
 
 
-def model_id(address: str, port: int, token: str) -> str:
-    """The model a Rasa frontend has loaded ("" if none or unreachable)."""
+def rasa_status(address: str, port: int, token: str) -> dict[str, object]:
+    """A frontend's /status (model_file, model_id, ...); {} if no model or unreachable."""
     status, body = http_get(f"http://{address}:{port}/status?token={token}")
     if status != 200:
-        return ""
+        return {}
     try:
-        return str(json.loads(body).get("model_id") or "")
+        answer = json.loads(body)
     except ValueError:
-        return ""
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def model_id(address: str, port: int, token: str) -> str:
+    """The model a Rasa frontend has loaded ("" if none or unreachable)."""
+    return str(rasa_status(address, port, token).get("model_id") or "")

@@ -38,13 +38,16 @@ def status(dep: Deployment, with_lb: bool) -> list[ReplicaStatus]:
     """One row per placed container (and any leftover container of the cluster)."""
     lb_states: dict[str, list[str]] = {}
     if with_lb:
-        for lb, address, port, backend in lb_targets(dep):
+        targets = list(lb_targets(dep))
+        # One public and one action LB: a bare state; with more, say which LB sees what.
+        named = len(targets) > 2
+        for lb, address, port, backend in targets:
             for (pxname, server), state in facts.lb_servers(
                 address, port, dep.secrets.stats_password
             ).items():
                 if pxname == backend:
                     lb_states.setdefault(server, []).append(
-                        state if len(list(lb_targets(dep))) <= 2 else f"{lb.name}:{state}"
+                        f"{lb.name}:{state}" if named else state
                     )
     rows = []
     for host in dep.used_hosts():

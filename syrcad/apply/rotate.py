@@ -18,7 +18,7 @@ import redis
 
 from syrcad.apply import haproxy
 from syrcad.apply.changes import drain, enable
-from syrcad.apply.deploy import Deployment, Reporter, prepare, wait_in_lbs, wait_ready
+from syrcad.apply.deploy import Deployment, Reporter, prepare, reload_lbs, wait_in_lbs, wait_ready
 from syrcad.config.model import MongoTracker
 from syrcad.config.secrets import Secrets, document, new_secret, secrets_path, write_private
 from syrcad.errors import SyrcadError, UsageError
@@ -49,6 +49,8 @@ def rotate(hosts_file: Path, only: Sequence[str], report: Reporter) -> list[str]
     write_private(secrets_path(old.loaded.path), document(fresh))
     new = prepare(hosts_file)
     changed = {h.name: h.sync(new.files) for h in new.used_hosts()}
+    if not any(changed.values()):
+        raise SyrcadError("nothing changed on the hosts: were the secrets rotated already?")
 
     frontends = list(new.placement.of("frontend"))
     if FRONTEND_SECRETS & set(names):
@@ -60,10 +62,10 @@ def rotate(hosts_file: Path, only: Sequence[str], report: Reporter) -> list[str]
                 wait_ready([(new.hosts[replica.host], [replica.name])], replica.name, 420, report)
                 enable(new, [replica])
         finally:
-            _reload_lbs(new, changed, force=True)
+            reload_lbs(new, changed)
             _health_checks(new, "enable")
     else:
-        _reload_lbs(new, changed, force=False)
+        reload_lbs(new, changed)
     wait_in_lbs(new, report)
 
     if "redis_password" in names:
@@ -105,13 +107,3 @@ def _health_checks(dep: Deployment, action: str) -> None:
             for replica in dep.placement.of("frontend")
         ]
         haproxy.runtime(dep.hosts[lb.host], lb.name, "; ".join(commands))
-
-
-def _reload_lbs(dep: Deployment, changed: dict[str, list[str]], force: bool) -> None:
-    for lb in dep.placement.containers:
-        if lb.service in ("lb", "action-lb") and (
-            force or f"{lb.service}/haproxy.cfg" in changed.get(lb.host, [])
-        ):
-            haproxy.reload(dep.hosts[lb.host], lb.name)
-    if not any(changed.values()):
-        raise SyrcadError("nothing changed on the hosts: were the secrets rotated already?")

@@ -1,5 +1,13 @@
 """Stage 2: a validated Cluster → a Placement (which container runs where, on which ports)."""
 
-from syrcad.plan.placement import START_ORDER, Container, Placement, PortBinding, Service, place
+from syrcad.plan.placement import (
+    BALANCED,
+    START_ORDER,
+    Container,
+    Placement,
+    PortBinding,
+    Service,
+    place,
+)
 
-__all__ = ["START_ORDER", "Container", "Placement", "PortBinding", "Service", "place"]
+__all__ = ["BALANCED", "START_ORDER", "Container", "Placement", "PortBinding", "Service", "place"]

@@ -20,6 +20,12 @@ Service = Literal["mongo", "redis", "action", "frontend", "action-lb", "lb"]
 # Start order: what a service needs is already up when it starts.
 START_ORDER: tuple[Service, ...] = ("mongo", "redis", "action", "frontend", "action-lb", "lb")
 
+# The LB container that carries each replicated service, and its HAProxy backend there.
+BALANCED: dict[Service, tuple[Service, str]] = {
+    "frontend": ("lb", "frontends"),
+    "action": ("action-lb", "action_servers"),
+}
+
 # Ports inside the containers: fixed, so the images need no per-replica configuration.
 RASA_PORT = 5005
 ACTIONS_PORT = 5055
