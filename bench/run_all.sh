@@ -3,6 +3,7 @@
 # (scripts/setup.sh) and a trained model. About 20 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")"
+python -m pip install -q -e '..[bench]'  # Locust and matplotlib (the PNG plot)
 python render.py | tee results/render.txt
 python lb_and_scaling.py
 python source_table.py

@@ -13,6 +13,7 @@ command -v haproxy >/dev/null || missing+=(haproxy)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v ssh >/dev/null || missing+=(openssh-client)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v openssl >/dev/null || missing+=(openssl)  # the e2e cluster's self-signed TLS certificate
 if ((${#missing[@]})); then
   say "apt-get install ${missing[*]}"
   apt-get update -qq
