@@ -12,6 +12,8 @@ command -v dockerd >/dev/null || missing+=(docker.io)
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v ssh >/dev/null || missing+=(openssh-client)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)  # the multi-host tests' test hosts
+command -v iptables >/dev/null || missing+=(iptables)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v openssl >/dev/null || missing+=(openssl)  # the e2e cluster's self-signed TLS certificate
 if ((${#missing[@]})); then

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +18,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from syrcad import config, plan, render
-from syrcad.apply import changes, deploy, inspect
+from syrcad.apply import changes, deploy, inspect, journal
+from syrcad.apply.hosts import handles as hosts_of
 from syrcad.apply.progress import RichReporter
 from syrcad.config.secrets import ensure as ensure_secrets
 from syrcad.config.secrets import secrets_path
@@ -39,6 +43,40 @@ HostsFile = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+LOCK_WAIT_S = {"value": 0.0}  # set by the global --lock-wait option
+
+
+@app.callback()
+def options(
+    lock_wait: Annotated[
+        float,
+        typer.Option(
+            "--lock-wait",
+            envvar="SYRCAD_LOCK_WAIT",
+            min=0,
+            help="Seconds to wait for another run's deploy lock before giving up.",
+        ),
+    ] = 0,
+) -> None:
+    LOCK_WAIT_S["value"] = lock_wait
+
+
+@contextmanager
+def _changing(hosts: Path) -> Iterator[None]:
+    """Around a command that changes the cluster: the deploy lock, and an audit log line."""
+    loaded = config.load(hosts)
+    handles = hosts_of(loaded.cluster, deploy.workspace(loaded))
+    local_log = deploy.workspace(loaded) / loaded.cluster.name / journal.AUDIT_FILE
+
+    def waiting(holder: journal.Holder) -> None:
+        err.print(f"waiting for the deploy lock: held by {holder}", highlight=False)
+
+    with journal.operation(
+        handles, local_log, ["syrcad", *sys.argv[1:]], LOCK_WAIT_S["value"], waiting
+    ):
+        yield
 
 
 def _load(hosts: Path) -> tuple[config.Loaded, plan.Placement]:
@@ -128,7 +166,7 @@ def render_command(
 def up(hosts: HostsFile = Path("hosts.yml")) -> None:
     """Render and deploy the cluster; waits until every replica is ready in its load balancer."""
     dep = deploy.prepare(hosts)
-    with RichReporter(out) as reporter:
+    with _changing(hosts), RichReporter(out) as reporter:
         result = deploy.up(dep, reporter)
     if result.changed:
         for label, names in (
@@ -179,7 +217,7 @@ def down(
 ) -> None:
     """Stop and remove the cluster's containers (keeps the store volumes unless --volumes)."""
     dep = deploy.prepare(hosts)
-    with RichReporter(out) as reporter:
+    with _changing(hosts), RichReporter(out) as reporter:
         deploy.down(dep, volumes, reporter)
     out.print(
         "Cluster stopped"
@@ -234,7 +272,7 @@ def logs(
 def train(hosts: HostsFile = Path("hosts.yml")) -> None:
     """Train the bot in a one-off container; the model is written into the shared project."""
     dep = deploy.prepare(hosts)
-    with RichReporter(out) as reporter:
+    with _changing(hosts), RichReporter(out) as reporter:
         model = deploy.train(dep, reporter)
     out.print(f"Trained: {model or 'a new model'} in {dep.cluster.project.path}")
 
@@ -249,7 +287,7 @@ def scale_command(
 ) -> None:
     """Change replica counts under traffic: new replicas join their LB once ready, removed ones drain first."""
     counts = changes.parse_counts(assignments)
-    with RichReporter(out) as reporter:
+    with _changing(hosts), RichReporter(out) as reporter:
         result = changes.scale(hosts, counts, reporter)
     if result.added:
         out.print(
@@ -275,7 +313,7 @@ def rollout(
     """Replace replicas a batch at a time (drain, recreate, ready, enable) for a new model or image."""
     if service not in SCALABLE:
         raise UsageError(f"--service {service}: expected one of {', '.join(SCALABLE)}")
-    with RichReporter(out) as reporter:
+    with _changing(hosts), RichReporter(out) as reporter:
         result = changes.rollout(hosts, service, batch, reporter)
     out.print(f"replaced: {', '.join(result.replaced)}")
     if result.model_ids:
@@ -342,7 +380,7 @@ def secrets_rotate(
     """Replace secrets with new random ones, without downtime (frontends roll one at a time)."""
     from syrcad.apply import rotate
 
-    with RichReporter(out) as reporter:
+    with _changing(hosts), RichReporter(out) as reporter:
         rotated = rotate.rotate(hosts, names or [], reporter)
     out.print(f"rotated: {', '.join(rotated)} (new values in {secrets_path(hosts)})")
 
@@ -373,6 +411,77 @@ def images_build(
     from syrcad.apply import images
 
     images.build_all(DockerClient(), ca_bundle, mirror, lambda line: out.print(line))
+
+
+@images_app.command("push")
+def images_push(hosts: HostsFile = Path("hosts.yml")) -> None:
+    """Send each host the images it lacks (or holds under another id), over its SSH connection."""
+    dep = deploy.prepare(hosts)
+    with _changing(hosts), RichReporter(out) as reporter:
+        sent = deploy.ship_images(dep, dep.used_hosts(), reporter)
+    out.print("sent: " + ", ".join(sent) if sent else "Every host has its images.")
+
+
+@app.command()
+def audit(
+    hosts: HostsFile = Path("hosts.yml"),
+    host: Annotated[
+        str | None, typer.Option("--host", help="Read the log kept on this host instead.")
+    ] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="Last entries.")] = 20,
+    as_json: AsJson = False,
+) -> None:
+    """Who changed the cluster, when, with what command, and how it ended."""
+    loaded = config.load(hosts)
+    if host is None:
+        log = deploy.workspace(loaded) / loaded.cluster.name / journal.AUDIT_FILE
+        text = log.read_text(encoding="utf-8") if log.exists() else ""
+        entries = journal.read(text)[-lines:]
+        where = str(log)
+    else:
+        handles = hosts_of(loaded.cluster, deploy.workspace(loaded))
+        if host not in handles:
+            raise UsageError(f"--host {host}: not a host of {hosts} ({', '.join(handles)})")
+        entries = journal.read_host(handles[host], lines)
+        where = host
+    if as_json:
+        out.print_json(json.dumps([dataclasses.asdict(e) for e in entries]))
+        return
+    table = Table(title=f"audit log of cluster {loaded.cluster.name} ({where})")
+    for column in ("when (UTC)", "who", "command", "result", "seconds"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    for entry in entries:
+        table.add_row(entry.at, entry.who, entry.command, entry.result, f"{entry.seconds:.1f}")
+    out.print(table)
+
+
+lock_app = typer.Typer(no_args_is_help=True, help="The deploy lock (one change at a time).")
+app.add_typer(lock_app, name="lock")
+
+
+@lock_app.command("status")
+def lock_status(hosts: HostsFile = Path("hosts.yml")) -> None:
+    """Who holds the cluster's deploy lock, if anyone."""
+    loaded = config.load(hosts)
+    first = next(iter(hosts_of(loaded.cluster, deploy.workspace(loaded)).values()))
+    holder = journal.DeployLock(first).holder()
+    out.print(f"locked by {holder}" if holder else "not locked")
+
+
+@lock_app.command("release")
+def lock_release(hosts: HostsFile = Path("hosts.yml")) -> None:
+    """Remove a lock left by a run that died (check `syrcad lock status` first)."""
+    loaded = config.load(hosts)
+    handles = hosts_of(loaded.cluster, deploy.workspace(loaded))
+    lock = journal.DeployLock(next(iter(handles.values())))
+    holder = lock.holder()
+    lock.release()
+    local_log = deploy.workspace(loaded) / loaded.cluster.name / journal.AUDIT_FILE
+    entry = journal.AuditEntry(
+        journal.now(), journal.operator(), "syrcad lock release", f"released: {holder}", 0.0
+    )
+    journal.append(list(handles.values()), local_log, entry)
+    out.print(f"released (was held by {holder})" if holder else "was not locked")
 
 
 @app.command()

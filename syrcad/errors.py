@@ -80,3 +80,21 @@ class RemoteError(SyrcadError):
         if hint:
             lines.append(hint)
         super().__init__("\n".join(lines))
+
+
+class HostsFailed(SyrcadError):
+    """Several hosts failed in one parallel step; each error names its host and step."""
+
+    exit_code = 4
+
+    def __init__(self, failures: Sequence[SyrcadError]) -> None:
+        self.failures = tuple(failures)
+        super().__init__(
+            f"{len(failures)} hosts failed:\n" + "\n".join(str(f) for f in self.failures)
+        )
+
+
+class LockHeld(SyrcadError):
+    """Another syrcad run holds the cluster's deploy lock."""
+
+    exit_code = 5

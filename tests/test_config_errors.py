@@ -117,7 +117,11 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "identity file missing": (
         with_host_keys("    ssh:\n      identity_file: no-such-key\n"),
-        "{file}:5: hosts.app1.ssh.identity_file: file not found: no-such-key",
+        "{file}:5: hosts.app1.ssh.identity_file: file not found: {folder}/no-such-key",
+    ),
+    "ssh config file missing": (
+        with_host_keys("    ssh:\n      config_file: /no/ssh_config\n"),
+        "{file}:5: hosts.app1.ssh.config_file: file not found: /no/ssh_config",
     ),
     "docker host with an unknown scheme": (
         with_host_keys("    docker_host: http://10.0.0.1:2375\n"),
@@ -184,7 +188,7 @@ def test_bad_document_message(name: str, tmp_path: Path) -> None:
     path.write_text(document, encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         validate(path)
-    assert str(caught.value) == expected.format(file=path)
+    assert str(caught.value) == expected.format(file=path, folder=tmp_path)
 
 
 def test_missing_file(tmp_path: Path) -> None:

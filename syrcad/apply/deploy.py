@@ -6,6 +6,7 @@ starting only what changed and waiting until each stage is ready before the next
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,8 +15,8 @@ from pathlib import Path
 from python_on_whales import DockerClient
 
 from syrcad import config, plan, render
-from syrcad.apply import facts, haproxy
-from syrcad.apply.hosts import HostHandle, handles
+from syrcad.apply import facts, haproxy, shipping
+from syrcad.apply.hosts import HostHandle, each, handles
 from syrcad.config.model import Cluster
 from syrcad.config.secrets import Secrets, ensure, secrets_path
 from syrcad.config.state import State, read_state, state_path
@@ -68,10 +69,15 @@ def prepare(hosts_file: Path, state: State | None = None) -> Deployment:
         placement = plan.place(cluster)
     secrets = ensure(secrets_path(loaded.path))
     files = render.render(cluster, placement, secrets)
-    workspace = loaded.path.resolve().parent / ".syrcad"
     return Deployment(
-        loaded, cluster, state, placement, secrets, files, handles(cluster, workspace)
+        loaded, cluster, state, placement, secrets, files, handles(cluster, workspace(loaded))
     )
+
+
+def workspace(loaded: config.Loaded) -> Path:
+    """This machine's folder for the cluster beside hosts.yml: copies of remote hosts' files
+    and the local audit log."""
+    return loaded.path.resolve().parent / ".syrcad"
 
 
 class Reporter:
@@ -82,6 +88,12 @@ class Reporter:
     def waiting(self, stage: str, ready: int, total: int, pending: Sequence[str]) -> None: ...
 
     def done_waiting(self, stage: str) -> None: ...
+
+    def host(self, host: str, message: str) -> None:
+        """The host's one progress line: what syrcad does there now."""
+
+    def transfer(self, host: str, what: str, sent: int, total: int) -> None:
+        """Bytes streamed to a host so far (image shipping)."""
 
 
 @dataclass
@@ -108,35 +120,41 @@ class UpResult:
 
 
 def up(dep: Deployment, report: Reporter) -> UpResult:
-    """Converge every host on the rendered state; returns what changed."""
+    """Converge every host on the rendered state; returns what changed.
+
+    Hosts are worked on in parallel within a stage (stores, action servers, frontends, LBs);
+    a stage starts once the one before is ready on every host.
+    """
     result = UpResult()
     hosts = dep.used_hosts()
-    for host in hosts:
-        host.run(
-            "reach the Docker engine",
-            lambda d: d.version(),
-            hint=f"Is the engine at {host.url} running?",
-        )
-    _check_images(dep, hosts)
-    before = {h.name: facts.containers(h) for h in hosts}
-    for host in hosts:
-        changed = host.sync(dep.files)
+    each(hosts, lambda h: _connect(h, report))
+    ship_images(dep, hosts, report)
+    before = each(hosts, facts.containers)
+
+    def sync(host: HostHandle) -> list[str]:
+        report.host(host.name, "writing files")
+        return host.sync(dep.files)
+
+    for name, changed in each(hosts, sync).items():
         if changed:
-            result.changed_files[host.name] = changed
-            report.step(f"{host.name}: wrote {', '.join(changed)}")
+            result.changed_files[name] = changed
+            report.step(f"{name}: wrote {', '.join(changed)}")
     for stage in STAGES:
-        started: list[tuple[HostHandle, list[str]]] = []
-        for host in hosts:
-            names = [c.name for c in dep.placement.on(host.name) if c.service in stage]
-            if names:
-                host.start(names)
-                started.append((host, names))
-        if started:
-            wait_ready(started, "/".join(stage), max(STAGE_TIMEOUT_S[s] for s in stage), report)
+        placed = {
+            h.name: [c.name for c in dep.placement.on(h.name) if c.service in stage] for h in hosts
+        }
+        starting = [h for h in hosts if placed[h.name]]
+        each(starting, functools.partial(_start, names=placed, report=report))
+        if starting:
+            wait_ready(
+                [(h, placed[h.name]) for h in starting],
+                "/".join(stage),
+                max(STAGE_TIMEOUT_S[s] for s in stage),
+                report,
+            )
     # Removes containers no longer placed (lower replica counts), once the LBs know the new set.
-    for host in hosts:
-        host.remove_orphans()
-    after = {h.name: facts.containers(h) for h in hosts}
+    each(hosts, lambda h: h.remove_orphans())
+    after = each(hosts, facts.containers)
     for host in hosts:
         old, new = before[host.name], after[host.name]
         for name, fact in new.items():
@@ -158,7 +176,46 @@ def up(dep: Deployment, report: Reporter) -> UpResult:
     result.reloaded += reload_lbs(dep, result.changed_files, only=kept)
     _enable_everything(dep)
     wait_in_lbs(dep, report)
+    for host in hosts:
+        report.host(host.name, "done")
     return result
+
+
+def _start(host: HostHandle, names: dict[str, list[str]], report: Reporter) -> None:
+    report.host(host.name, f"starting {', '.join(names[host.name])}")
+    host.start(names[host.name])
+
+
+def _connect(host: HostHandle, report: Reporter) -> None:
+    report.host(host.name, f"connecting to {host.url}")
+    host.run(
+        "reach the Docker engine",
+        lambda d: d.version(),
+        hint=f"Is the engine at {host.url} running?",
+    )
+
+
+def ship_images(dep: Deployment, hosts: Sequence[HostHandle], report: Reporter) -> list[str]:
+    """Stream every image a host lacks (or holds under another id) from this machine's engine;
+    returns "host: image" for each one sent."""
+    local = shipping.local_engine()
+    local_url = shipping.local_engine_url()
+
+    def ship_to(host: HostHandle) -> list[str]:
+        report.host(host.name, "comparing images")
+        wanted = shipping.needed(dep.cluster, dep.placement, host.name)
+        sent = []
+        for shipment in shipping.missing(host, wanted, local):
+            what = f"image {shipment.image} ({shipment.reason})"
+
+            def progress(done: int, total: int, what: str = what, name: str = host.name) -> None:
+                report.transfer(name, what, done, total)
+
+            shipping.ship(host, shipment, progress, local_url)
+            sent.append(f"{host.name}: {shipment.image}")
+        return sent
+
+    return [line for lines in each(hosts, ship_to).values() for line in lines]
 
 
 def reload_lbs(
@@ -185,26 +242,6 @@ def _enable_everything(dep: Deployment) -> None:
             haproxy.set_states(dep.hosts[lb.host], lb.name, backend, names, "ready")
 
 
-def _check_images(dep: Deployment, hosts: Sequence[HostHandle]) -> None:
-    images = dep.cluster.images
-    by_service = {
-        "frontend": images.rasa,
-        "action": images.actions,
-        "lb": images.haproxy,
-        "action-lb": images.haproxy,
-        "mongo": images.mongo,
-        "redis": images.redis,
-    }
-    for host in hosts:
-        wanted = sorted({by_service[c.service] for c in dep.placement.on(host.name)})
-        missing = [i for i in wanted if not host.has_image(i)]
-        if missing:
-            raise SyrcadError(
-                f"{host.name}: image(s) missing on its engine: {', '.join(missing)}\n"
-                "Build the stand-ins with `syrcad images build`, or load/pull them on that host."
-            )
-
-
 def wait_ready(
     started: list[tuple[HostHandle, list[str]]], stage: str, timeout: float, report: Reporter
 ) -> None:
@@ -212,8 +249,9 @@ def wait_ready(
     total = sum(len(names) for _, names in started)
     while True:
         pending: list[tuple[HostHandle, str, facts.ContainerFact | None]] = []
+        found = each([host for host, _ in started], facts.containers)
         for host, names in started:
-            current = facts.containers(host)
+            current = found[host.name]
             for name in names:
                 fact = current.get(name)
                 if fact is None or not fact.ready:
@@ -324,12 +362,18 @@ def down(dep: Deployment, volumes: bool, report: Reporter) -> None:
         services = [c.service for c in dep.placement.on(host.name)]
         return -min(next(i for i, stage in enumerate(STAGES) if s in stage) for s in services)
 
-    for host in sorted(dep.used_hosts(), key=order):
-        report.step(f"{host.name}: stopping")
+    def stop(host: HostHandle) -> None:
+        report.host(host.name, "stopping")
+        host.sync(dep.files)  # compose reads the project's file, which a fresh checkout lacks
         host.run(
             "stop containers",
             lambda d: d.compose.down(remove_orphans=True, volumes=volumes, quiet=True),
         )
+        report.host(host.name, "stopped")
+
+    hosts = dep.used_hosts()
+    for rank in sorted({order(h) for h in hosts}):
+        each([h for h in hosts if order(h) == rank], stop)
 
 
 def train(dep: Deployment, report: Reporter) -> str:

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
+from syrcad.apply.ssh import SshTarget, link
 from syrcad.config.model import Cluster
-from syrcad.errors import RemoteError
+from syrcad.errors import HostsFailed, RemoteError, SyrcadError
 from syrcad.render import RenderedFile, write_tree
 
 T = TypeVar("T")
@@ -32,11 +35,18 @@ class HostHandle:
     remote_root: Path  # the cluster folder on the host (files in <root>/<host>/)
     local_root: Path  # this machine's copy of it, which the compose CLI reads
     project: str
+    ssh: SshTarget | None = None  # for ssh:// engines
 
     @property
     def shares_our_disk(self) -> bool:
-        """A unix:// engine runs on this machine: its files are ours, no copy needed."""
-        return self.url.startswith("unix://")
+        """unix:// and tcp:// engines see this machine's files (tcp:// only on a shared disk)."""
+        return self.ssh is None
+
+    @property
+    def engine(self) -> str:
+        """The URL Docker clients use: for ssh:// hosts, the socket forwarded by the one
+        SSH connection to the host (opened on first use)."""
+        return link(self.ssh).engine_url() if self.ssh else self.url
 
     @property
     def compose_file(self) -> Path:
@@ -44,7 +54,7 @@ class HostHandle:
 
     def docker(self) -> DockerClient:
         return DockerClient(
-            host=self.url, compose_files=[self.compose_file], compose_project_name=self.project
+            host=self.engine, compose_files=[self.compose_file], compose_project_name=self.project
         )
 
     def run(self, step: str, action: Callable[[DockerClient], T], hint: str = "") -> T:
@@ -80,9 +90,6 @@ class HostHandle:
     def restart(self, service: str) -> None:
         self.run(f"restart {service}", lambda d: d.compose.restart([service]))
 
-    def has_image(self, image: str) -> bool:
-        return self.run("inspect images", lambda d: d.image.exists(image))
-
     def log_tail(self, service: str, lines: int) -> str:
         return str(
             self.run(
@@ -101,35 +108,37 @@ class HostHandle:
             self._push(changed)
         return changed
 
-    def _push(self, paths: Sequence[str]) -> None:
-        """Copy files to the host through one ssh session: a tar stream, unpacked in place."""
-        destination = self.url.removeprefix("ssh://")
-        port: list[str] = []
-        if destination.rsplit(":", 1)[-1].isdigit():
-            destination, number = destination.rsplit(":", 1)
-            port = ["-p", number]
-        folder = shlex.quote(str(self.remote_root / self.name))
-        stream = subprocess.run(
-            ["tar", "-C", str(self.local_root / self.name), "-cf", "-", *paths],
-            capture_output=True,
-            check=True,
-        ).stdout
-        argv = [
-            "ssh",
-            *port,
-            destination,
-            f"mkdir -p {folder} && chmod 700 {folder} && tar -C {folder} -xf -",
-        ]
-        done = subprocess.run(argv, input=stream, capture_output=True, check=False)
+    def shell(self, step: str, script: str, stdin: bytes | None = None) -> str:
+        """Run a shell script on the host: over its SSH connection, or here for hosts that
+        share this machine. A failure names the host and the step."""
+        if self.ssh:
+            return link(self.ssh).run(step, script, stdin)
+        argv = ["sh", "-c", script]
+        done = subprocess.run(argv, input=stdin, capture_output=True, check=False)
         if done.returncode != 0:
             raise RemoteError(
                 self.name,
                 argv,
                 done.returncode,
-                "",
+                done.stdout.decode(errors="replace"),
                 done.stderr.decode(errors="replace"),
-                step="copy the rendered files",
+                step=step,
             )
+        return done.stdout.decode(errors="replace")
+
+    def _push(self, paths: Sequence[str]) -> None:
+        """Copy files to the host as one tar stream, unpacked in place."""
+        stream = subprocess.run(
+            ["tar", "-C", str(self.local_root / self.name), "-cf", "-", *paths],
+            capture_output=True,
+            check=True,
+        ).stdout
+        folder = shlex.quote(str(self.remote_root / self.name))
+        self.shell(
+            "copy the rendered files",
+            f"mkdir -p {folder} && chmod 700 {folder} && tar -C {folder} -xf -",
+            stream,
+        )
 
 
 def remote_error(host: str, error: DockerException, step: str, hint: str = "") -> RemoteError:
@@ -145,18 +154,58 @@ def remote_error(host: str, error: DockerException, step: str, hint: str = "") -
     )
 
 
+def each(hosts: Iterable[HostHandle], action: Callable[[HostHandle], T]) -> dict[str, T]:
+    """`action` on every host at once; returns results by host name.
+
+    Every host's action runs to its end even when another fails, so hosts that succeed are
+    left complete; then the failures are raised together, each naming its host and step.
+    """
+    chosen = list(hosts)
+    if len(chosen) <= 1:
+        return {h.name: action(h) for h in chosen}
+    with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+        futures = {h.name: pool.submit(action, h) for h in chosen}
+    failures: list[SyrcadError] = []
+    results: dict[str, T] = {}
+    for name, future in futures.items():
+        error = future.exception()
+        if error is None:
+            results[name] = future.result()
+        elif isinstance(error, SyrcadError):
+            failures.append(error)
+        else:
+            raise error
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise HostsFailed(failures)
+    return results
+
+
 def handles(cluster: Cluster, workspace: Path) -> dict[str, HostHandle]:
     """A handle per host, in file order. `workspace` keeps local copies for remote hosts."""
     result = {}
     for name, host in cluster.hosts.items():
         url = host.docker_url()
         remote = Path(cluster.cluster_dir())
+        ssh = None
+        if url.startswith("ssh://"):
+            parts = urlsplit(url)
+            ssh = SshTarget(
+                host=name,
+                user=parts.username or host.ssh.user,
+                address=parts.hostname or str(host.address),
+                port=parts.port or host.ssh.port,
+                config_file=host.ssh.config_file,
+                identity_file=host.ssh.identity_file,
+            )
         result[name] = HostHandle(
             name=name,
             address=str(host.address),
             url=url,
             remote_root=remote,
-            local_root=remote if url.startswith("unix://") else workspace / cluster.name,
+            local_root=workspace / cluster.name if ssh else remote,
             project=cluster.name,
+            ssh=ssh,
         )
     return result

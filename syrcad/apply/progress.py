@@ -1,4 +1,4 @@
-"""Rich drawing of what the operations report: a progress bar per stage being waited on."""
+"""Rich drawing of what the operations report: a line per host, a bar per stage waited on."""
 
 from __future__ import annotations
 
@@ -6,14 +6,8 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.filesize import decimal
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from syrcad.apply.deploy import Reporter
 
@@ -24,7 +18,7 @@ class RichReporter(Reporter):
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[figures]}"),
             TimeElapsedColumn(),
             TextColumn("{task.fields[pending]}"),
             console=console,
@@ -44,17 +38,43 @@ class RichReporter(Reporter):
     ) -> None:
         self.progress.stop()
 
+    def _task(self, key: str, description: str) -> TaskID:
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(
+                description, total=None, figures="", pending=""
+            )
+        return self.tasks[key]
+
     def step(self, message: str) -> None:
         self.progress.console.print(message, highlight=False)
 
     def waiting(self, stage: str, ready: int, total: int, pending: Sequence[str]) -> None:
         shown = ", ".join(pending[:4]) + (" …" if len(pending) > 4 else "")
-        if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(
-                f"ready: {stage}", total=total, pending=shown
-            )
-        self.progress.update(self.tasks[stage], completed=ready, total=total, pending=shown)
+        task = self._task(f"stage {stage}", f"ready: {stage}")
+        self.progress.update(
+            task, completed=ready, total=total, figures=f"{ready}/{total}", pending=shown
+        )
 
     def done_waiting(self, stage: str) -> None:
-        if stage in self.tasks:
-            self.progress.update(self.tasks[stage], pending="")
+        self.progress.update(self._task(f"stage {stage}", f"ready: {stage}"), pending="")
+
+    def host(self, host: str, message: str) -> None:
+        task = self._task(f"host {host}", host)
+        finished = message in ("done", "stopped")
+        self.progress.update(
+            task,
+            description=f"{host}: {message}",
+            total=1 if finished else None,
+            completed=1 if finished else 0,
+            figures="",
+        )
+
+    def transfer(self, host: str, what: str, sent: int, total: int) -> None:
+        task = self._task(f"host {host}", host)
+        self.progress.update(
+            task,
+            description=f"{host}: {what}",
+            completed=sent,
+            total=total,
+            figures=f"{decimal(sent)}/{decimal(total)}",
+        )

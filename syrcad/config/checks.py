@@ -62,13 +62,12 @@ def check(cluster: Cluster, base: Path) -> Iterator[tuple[Loc, str]]:
             )
         else:
             seen[address] = name
-        if host.ssh.identity_file:
-            identity = Path(host.ssh.identity_file).expanduser()
-            if not (base / identity).is_file():
-                yield (
-                    ("hosts", name, "ssh", "identity_file"),
-                    f"file not found: {host.ssh.identity_file}",
-                )
+        for key, file in (
+            ("identity_file", host.ssh.identity_file),
+            ("config_file", host.ssh.config_file),
+        ):
+            if file and not (base / Path(file).expanduser()).is_file():
+                yield ("hosts", name, "ssh", key), f"file not found: {file}"
 
     tls = cluster.services.lb.tls
     if tls:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +218,9 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(lb, dict) and isinstance(lb.get("tls"), dict) and "certificate" in lb["tls"]:
         tls = {**lb["tls"], "certificate": absolute(lb["tls"]["certificate"])}
         data = {**data, "services": {**data["services"], "lb": {**lb, "tls": tls}}}
+    hosts = data.get("hosts")
+    if isinstance(hosts, dict):
+        data = {**data, "hosts": {name: _with_ssh_paths(h, absolute) for name, h in hosts.items()}}
     project = data.get("project")
     if isinstance(project, dict):
         project = {
@@ -225,6 +228,14 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
         }
         data = {**data, "project": project}
     return data
+
+
+def _with_ssh_paths(host: object, absolute: Callable[[object], object]) -> object:
+    ssh = host.get("ssh") if isinstance(host, dict) else None
+    if not isinstance(host, dict) or not isinstance(ssh, dict):
+        return host
+    files = ("identity_file", "config_file")
+    return {**host, "ssh": {key: absolute(v) if key in files else v for key, v in ssh.items()}}
 
 
 _UNION_TAGS = {("stores", "tracker"): ("mongo", "postgres")}

@@ -58,6 +58,8 @@ class Ssh(Model):
     user: UnixUser = "root"
     port: Port = 22
     identity_file: str | None = None
+    # An ssh_config file for this host (`ssh -F`): jump hosts, known_hosts, keys.
+    config_file: str | None = None
 
 
 class Host(Model):

@@ -1,0 +1,200 @@
+"""The deploy lock and the audit log around every command that changes a cluster.
+
+The lock is a folder made with `mkdir` (atomic) in the cluster folder of the cluster's first
+host, holding who took it, for what, and when; a second `up` or `scale` waits for it up to a
+timeout, then fails naming the holder. Every mutating command appends one JSON line (when,
+who, what, result, seconds) to `audit.log` in each host's folder and in this machine's
+workspace; `syrcad audit` shows them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shlex
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from syrcad.apply.hosts import HostHandle, each
+from syrcad.errors import LockHeld, SyrcadError
+
+AUDIT_FILE = "audit.log"
+
+
+def operator() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Holder:
+    who: str
+    command: str
+    since: str
+    pid: int
+
+    def __str__(self) -> str:
+        return f"{self.who} (pid {self.pid}) since {self.since}: syrcad {self.command}"
+
+    @classmethod
+    def parse(cls, text: str) -> Holder | None:
+        try:
+            fields = json.loads(text)
+            return cls(
+                str(fields["who"]), str(fields["command"]), str(fields["since"]), int(fields["pid"])
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class DeployLock:
+    host: HostHandle  # the cluster's first host
+
+    @property
+    def folder(self) -> str:
+        return shlex.quote(str(self.host.remote_root / "lock"))
+
+    def try_acquire(self, holder: Holder) -> Holder | None:
+        """Take the lock; None when taken, else the current holder's record."""
+        root = shlex.quote(str(self.host.remote_root))
+        answer = self.host.shell(
+            "take the deploy lock",
+            f"mkdir -p {root} && if mkdir {self.folder} 2>/dev/null; "
+            f"then cat > {self.folder}/holder.json && echo TAKEN; "
+            f"else cat {self.folder}/holder.json 2>/dev/null; fi",
+            json.dumps(asdict(holder)).encode(),
+        )
+        if answer.strip() == "TAKEN":
+            return None
+        return Holder.parse(answer) or Holder("someone", "(record being written)", "now", 0)
+
+    def acquire(
+        self, holder: Holder, wait_s: float, waiting: Callable[[Holder], None] | None = None
+    ) -> None:
+        deadline = time.monotonic() + wait_s
+        while (current := self.try_acquire(holder)) is not None:
+            if time.monotonic() >= deadline:
+                raise LockHeld(
+                    f"cluster is locked by {current}\n"
+                    f"(lock: {self.host.name}:{self.host.remote_root}/lock). Wait for that run, "
+                    "retry with --lock-wait SECONDS, or if it died: syrcad lock release"
+                )
+            if waiting:
+                waiting(current)
+            time.sleep(2)
+
+    def holder(self) -> Holder | None:
+        answer = self.host.shell(
+            "read the deploy lock", f"cat {self.folder}/holder.json 2>/dev/null || true"
+        )
+        return Holder.parse(answer) if answer.strip() else None
+
+    def release(self) -> None:
+        self.host.shell("release the deploy lock", f"rm -rf {self.folder}")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: str
+    who: str
+    command: str
+    result: str  # "ok", or "failed: <first line of the error>"
+    seconds: float
+
+
+def append(hosts: list[HostHandle], local_log: Path, entry: AuditEntry) -> None:
+    """Append `entry` locally and on every host; a host that cannot be reached is skipped
+    (the command's own error already names it)."""
+    line = json.dumps(asdict(entry)) + "\n"
+    local_log.parent.mkdir(parents=True, exist_ok=True)
+    with local_log.open("a", encoding="utf-8") as log:
+        log.write(line)
+
+    def on_host(host: HostHandle) -> None:
+        folder = shlex.quote(str(host.remote_root / host.name))
+        with suppress(SyrcadError):
+            host.shell(
+                "write the audit log",
+                f"mkdir -p {folder} && cat >> {folder}/{AUDIT_FILE}",
+                line.encode(),
+            )
+
+    each(hosts, on_host)
+
+
+def read(text: str) -> list[AuditEntry]:
+    entries = []
+    for line in text.splitlines():
+        try:
+            entries.append(AuditEntry(**json.loads(line)))
+        except (ValueError, TypeError):
+            continue  # a line cut short by a full disk or a crash
+    return entries
+
+
+def read_host(host: HostHandle, lines: int) -> list[AuditEntry]:
+    folder = shlex.quote(str(host.remote_root / host.name))
+    return read(
+        host.shell(
+            "read the audit log", f"tail -n {lines} {folder}/{AUDIT_FILE} 2>/dev/null || true"
+        )
+    )
+
+
+@contextmanager
+def operation(
+    hosts: dict[str, HostHandle],
+    local_log: Path,
+    argv: list[str],
+    lock_wait_s: float,
+    waiting: Callable[[Holder], None] | None = None,
+) -> Iterator[None]:
+    """Hold the deploy lock around a mutating command and audit its result."""
+    command = shlex.join(argv)
+    started = time.monotonic()
+    first = next(iter(hosts.values()))
+    lock = DeployLock(first)
+    holder = Holder(operator(), command, now(), os.getpid())
+    result = "ok"
+    try:
+        lock.acquire(holder, lock_wait_s, waiting)
+    except SyrcadError as error:
+        _audit(hosts, local_log, command, f"refused: {_first_line(error)}", started, locally=True)
+        raise
+    try:
+        yield
+    except BaseException as error:
+        result = f"failed: {_first_line(error)}"
+        raise
+    finally:
+        try:
+            lock.release()
+        finally:
+            _audit(hosts, local_log, command, result, started, locally=False)
+
+
+def _audit(
+    hosts: dict[str, HostHandle],
+    local_log: Path,
+    command: str,
+    result: str,
+    started: float,
+    locally: bool,
+) -> None:
+    entry = AuditEntry(now(), operator(), command, result, round(time.monotonic() - started, 1))
+    append([] if locally else list(hosts.values()), local_log, entry)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
