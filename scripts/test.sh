@@ -9,3 +9,5 @@ ruff check .
 ruff format --check .
 mypy
 python -m pytest "$@"
+# The end-to-end suite again, on three test hosts deployed over ssh:// (tests/testhosts.py).
+python -m pytest tests/e2e --layout hosts "$@"

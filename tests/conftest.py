@@ -14,6 +14,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden", action="store_true", help="Rewrite tests/golden from the templates."
     )
+    parser.addoption(
+        "--layout",
+        choices=("local", "hosts"),
+        default="local",
+        help="Where the e2e cluster runs: this machine's engine, or three test hosts over ssh.",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Multi-host-only tests are deselected (and counted so) in the local layout."""
+    if config.getoption("--layout") == "hosts":
+        return
+    chosen = [i for i in items if i.get_closest_marker("hosts_layout") is None]
+    if len(chosen) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
+        items[:] = chosen
 
 
 @pytest.fixture

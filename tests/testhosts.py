@@ -30,6 +30,7 @@ from pathlib import Path
 PREFIX = "syrcadth"  # namespaces, links and the bridge all start with it
 BRIDGE = f"{PREFIX}0"
 SUBNET = "10.254.77"  # a /24 used only by these hosts; the bridge is .1, hosts .11, .12, …
+SECOND_CLIENT = f"{SUBNET}.2"  # a second source address here, to be another client of the LB
 STATE = Path("/var/lib/syrcad-testhosts")  # engines' data, keys, configs
 RUN = Path("/run/syrcad-testhosts")  # sockets and pid files (short paths: sockets max 107 bytes)
 FORWARD_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"]
@@ -41,6 +42,7 @@ class TestHost:
     address: str
     netns: str
     engine: str  # unix:// URL of the host's Docker engine, as seen from this machine
+    public_address: str  # a second address, not the cluster's: the host's "public" side
 
     def docker_env(self) -> dict[str, str]:
         return {**os.environ, "DOCKER_HOST": self.engine}
@@ -79,7 +81,8 @@ def up(count: int = 3) -> TestHosts:
 
     if sh("ip", "link", "show", BRIDGE, check=False, quiet=True).returncode != 0:
         sh("ip", "link", "add", BRIDGE, "type", "bridge")
-        sh("ip", "addr", "add", f"{SUBNET}.1/24", "dev", BRIDGE)
+    for address in (f"{SUBNET}.1", SECOND_CLIENT):
+        sh("ip", "addr", "replace", f"{address}/24", "dev", BRIDGE)
     sh("ip", "link", "set", BRIDGE, "up")
     # The machine's own dockerd sets FORWARD to DROP, and bridged frames pass iptables
     # (br_netfilter): let traffic between the hosts through.
@@ -120,7 +123,8 @@ def _host(index: int, client_key: Path) -> TestHost:
     state, run = STATE / name, RUN / name
     state.mkdir(exist_ok=True)
     run.mkdir(exist_ok=True)
-    host = TestHost(name, address, netns, f"unix://{run / 'docker.sock'}")
+    public = f"{SUBNET}.{100 + index}"
+    host = TestHost(name, address, netns, f"unix://{run / 'docker.sock'}", public)
 
     if sh("ip", "netns", "pids", netns, check=False, quiet=True).returncode != 0:
         outside = f"{PREFIX}{index}"
@@ -128,10 +132,11 @@ def _host(index: int, client_key: Path) -> TestHost:
         sh("ip", "link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", netns)
         sh("ip", "link", "set", outside, "master", BRIDGE, "up")
         inside = ("ip", "-n", netns)
-        sh(*inside, "addr", "add", f"{address}/24", "dev", "eth0")
         sh(*inside, "link", "set", "eth0", "up")
         sh(*inside, "link", "set", "lo", "up")
         sh(*inside, "route", "add", "default", "via", f"{SUBNET}.1")
+    for each in (address, public):
+        sh("ip", "-n", netns, "addr", "replace", f"{each}/24", "dev", "eth0")
     enter = ("nsenter", f"--net=/run/netns/{netns}")
 
     if not _alive(run / "docker.pid"):
@@ -226,6 +231,41 @@ def down(keep_data: bool = False) -> None:
         for mount in _mounts_under(STATE):  # overlay mounts can outlive a killed dockerd
             sh("umount", "-l", mount, check=False, quiet=True)
         shutil.rmtree(STATE, ignore_errors=True)
+
+
+def cut(host: TestHost) -> None:
+    """Take the host's link down, as a pulled cable or a dead switch port would."""
+    sh("ip", "link", "set", _outside_link(host), "down")
+
+
+def reconnect(host: TestHost) -> None:
+    sh("ip", "link", "set", _outside_link(host), "up")
+
+
+def stop_sshd(host: TestHost) -> None:
+    """Refuse logins on the host; its engine and containers keep running. `up()` restarts it."""
+    _stop(RUN / host.name / "sshd.pid")
+
+
+def _outside_link(host: TestHost) -> str:
+    return f"{PREFIX}{host.name.removeprefix('node')}"
+
+
+def leftovers() -> list[str]:
+    """What `down` should have removed and is still there."""
+    found = [
+        f"netns {n.split()[0]}"
+        for n in sh("ip", "netns", "list", check=False, quiet=True).stdout.splitlines()
+        if n.startswith(f"{PREFIX}-")
+    ]
+    if sh("ip", "link", "show", BRIDGE, check=False, quiet=True).returncode == 0:
+        found.append(f"bridge {BRIDGE}")
+    if sh("iptables", "-C", *FORWARD_RULE, check=False, quiet=True).returncode == 0:
+        found.append("iptables FORWARD rule")
+    processes = sh("ps", "-eo", "args", check=False, quiet=True).stdout.splitlines()
+    found += [f"process {p}" for p in processes if str(RUN) in p or str(STATE) in p]
+    found += [f"folder {f}" for f in (RUN, STATE) if f.exists()]
+    return found
 
 
 def _stop(pidfile: Path, seconds: float = 30) -> None:

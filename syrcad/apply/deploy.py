@@ -195,15 +195,20 @@ def _connect(host: HostHandle, report: Reporter) -> None:
     )
 
 
-def ship_images(dep: Deployment, hosts: Sequence[HostHandle], report: Reporter) -> list[str]:
-    """Stream every image a host lacks (or holds under another id) from this machine's engine;
-    returns "host: image" for each one sent."""
+def ship_images(
+    dep: Deployment,
+    hosts: Sequence[HostHandle],
+    report: Reporter,
+    images: Sequence[str] | None = None,
+) -> list[str]:
+    """Stream every image a host lacks (or holds under another id) from this machine's engine:
+    `images`, or those of the containers placed there. Returns "host: image" for each one sent."""
     local = shipping.local_engine()
     local_url = shipping.local_engine_url()
 
     def ship_to(host: HostHandle) -> list[str]:
         report.host(host.name, "comparing images")
-        wanted = shipping.needed(dep.cluster, dep.placement, host.name)
+        wanted = list(images or shipping.needed(dep.cluster, dep.placement, host.name))
         sent = []
         for shipment in shipping.missing(host, wanted, local):
             what = f"image {shipment.image} ({shipment.reason})"
@@ -384,6 +389,7 @@ def train(dep: Deployment, report: Reporter) -> str:
     models = cluster.services.frontend.model
     project = cluster.project
     report.step(f"{where}: training with {cluster.images.rasa} (models → {project.path}/{models})")
+    ship_images(dep, [host], report, [cluster.images.rasa])
 
     mounts: list[list[str]] = []
     volumes: list[tuple[str, str]] = []

@@ -43,7 +43,7 @@ class Holder:
     pid: int
 
     def __str__(self) -> str:
-        return f"{self.who} (pid {self.pid}) since {self.since}: syrcad {self.command}"
+        return f"{self.who} (pid {self.pid}) since {self.since}: {self.command}"
 
     @classmethod
     def parse(cls, text: str) -> Holder | None:

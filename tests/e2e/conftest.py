@@ -1,7 +1,14 @@
 """A real cluster for the end-to-end tests: real Docker engine, Rasa, HAProxy, Redis, Mongo.
 
-It runs beside the demo (own name, own ports) and is torn down at the end. Missing engine or
-images fail the run: these tests are never skipped silently.
+Two layouts, chosen with `--layout`:
+- `local` (default): the whole cluster on this machine's engine, beside the demo (own name, own
+  ports);
+- `hosts`: three test hosts (network namespaces, each with its own engine and sshd; see
+  tests/testhosts.py) deployed over ssh://: frontends and action servers on node1 and node2,
+  the LBs on node1, Mongo and Redis on node3, so traffic crosses host addresses.
+The same tests run on both; tests marked `hosts_layout` only on the second (deselected, and
+counted as such, on the first). Everything is torn down at the end. A missing engine or image
+fails the run: these tests are never skipped silently.
 """
 
 from __future__ import annotations
@@ -19,9 +26,12 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from python_on_whales import DockerClient
 
+from syrcad.apply.deploy import Deployment, prepare
 from syrcad.config.secrets import Secrets, read, secrets_path
 
+from .. import testhosts
 from ..conftest import EXAMPLES, ROOT
 
 PORTS = {"frontend": 15005, "action": 15055}
@@ -58,12 +68,108 @@ def syrcad(
     return done
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where the e2e cluster runs, and how the tests reach each host's engine directly."""
+
+    name: str
+    hosts: dict[str, dict[str, Any]]  # hosts.yml's `hosts:` section
+    engines: dict[str, str]  # host name → Docker URL usable from this machine
+    outside: dict[str, str]  # host name → an address of that host that is not the cluster's
+    second_client: str  # a source address of this machine other than the usual one
+    test_hosts: testhosts.TestHosts | None = None
+
+
+def local_layout() -> Layout:
+    document = yaml.safe_load((EXAMPLES / "local.yml").read_text(encoding="utf-8"))
+    listing = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True
+    )
+    addresses = [line.split()[3].split("/")[0] for line in listing.stdout.splitlines()]
+    return Layout(
+        "local",
+        document["hosts"],
+        {"local": document["hosts"]["local"]["docker_host"]},
+        outside={"local": next(a for a in addresses if not a.startswith("127."))},
+        second_client="127.0.0.1",
+    )
+
+
+def hosts_layout() -> Layout:
+    made = testhosts.up(3)
+    roles = {
+        "node1": ["frontend", "action", "lb", "train"],
+        "node2": ["frontend", "action"],
+        "node3": ["mongo", "redis"],
+    }
+    return Layout(
+        "hosts",
+        {
+            h.name: {
+                "address": h.address,
+                "ssh": {"config_file": str(made.ssh_config)},
+                "roles": roles[h.name],
+            }
+            for h in made.hosts
+        },
+        {h.name: h.engine for h in made.hosts},
+        outside={h.name: h.public_address for h in made.hosts},
+        second_client=testhosts.SECOND_CLIENT,
+        test_hosts=made,
+    )
+
+
 @dataclass
 class E2ECluster:
     hosts_file: Path
     secrets: Secrets
-    public: str = f"http://127.0.0.1:{LB['public_port']}"
-    api: str = f"http://127.0.0.1:{LB['api_port']}"
+    layout: Layout
+    deployment: Deployment
+
+    def address_of(self, replica: str) -> str:
+        """The address of the host that runs `replica` (lb-1, mongo-1, frontend-2, …)."""
+        return self.deployment.hosts[self.host_of(replica)].address
+
+    def host_of(self, replica: str) -> str:
+        return next(c.host for c in self.deployment.placement.containers if c.name == replica)
+
+    def outside_of(self, replica: str) -> str:
+        return self.layout.outside[self.host_of(replica)]
+
+    def docker(self, replica: str) -> DockerClient:
+        """The engine of the host that runs `replica`, reached directly (not through syrcad)."""
+        return DockerClient(host=self.layout.engines[self.host_of(replica)])
+
+    def engines(self) -> list[DockerClient]:
+        return [DockerClient(host=url) for url in self.layout.engines.values()]
+
+    def containers(self, service: str | None = None) -> list[Any]:
+        """The cluster's containers on every host (of one service)."""
+        label = f"io.syrcad.service={service}" if service else "io.syrcad.cluster=e2e"
+        return [
+            c
+            for docker in self.engines()
+            for c in docker.container.list(all=True, filters=[("label", label)])
+            if c.name.startswith("e2e-")
+        ]
+
+    def frontend_urls(self) -> list[str]:
+        return [
+            f"http://{self.address_of(c.name)}:{c.port('http').host_port}"
+            for c in self.deployment.placement.of("frontend")
+        ]
+
+    @property
+    def public(self) -> str:
+        return f"http://{self.address_of('lb-1')}:{LB['public_port']}"
+
+    @property
+    def tls(self) -> str:
+        return f"https://{self.address_of('lb-1')}:{TLS_PORT}"
+
+    @property
+    def api(self) -> str:
+        return f"http://{self.address_of('lb-1')}:{LB['api_port']}"
 
     def say(self, sender: str, message: str, url: str | None = None) -> requests.Response:
         response = requests.post(  # verify=False: the e2e cluster's TLS certificate is self-signed
@@ -91,7 +197,7 @@ class E2ECluster:
         import pymongo
 
         return pymongo.MongoClient(
-            "127.0.0.1",
+            self.address_of("mongo-1"),
             STORES["tracker"]["port"],
             username="rasa",
             password=self.secrets.tracker_password,
@@ -103,7 +209,9 @@ class E2ECluster:
         import redis
 
         return redis.Redis(
-            host="127.0.0.1", port=STORES["lock"]["port"], password=self.secrets.redis_password
+            host=self.address_of("redis-1"),
+            port=STORES["lock"]["port"],
+            password=self.secrets.redis_password,
         )
 
 
@@ -121,9 +229,10 @@ def require_engine() -> None:
         )
 
 
-def write_hosts_file(folder: Path) -> Path:
+def write_hosts_file(folder: Path, layout: Layout) -> Path:
     document = yaml.safe_load((EXAMPLES / "local.yml").read_text(encoding="utf-8"))
     document["name"] = "e2e"
+    document["hosts"] = layout.hosts
     document["deploy_dir"] = str(folder / "deploy")
     document["project"] = {"path": str(ROOT / "bot"), "actions": str(ROOT / "actions")}
     document["services"]["frontend"]["base_port"] = PORTS["frontend"]
@@ -170,34 +279,44 @@ def has_model() -> bool:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ECluster]:
+def layout(request: pytest.FixtureRequest) -> Iterator[Layout]:
+    if request.config.getoption("--layout") == "local":
+        yield local_layout()
+        return
+    try:
+        yield hosts_layout()
+    finally:
+        if not os.environ.get("SYRCAD_KEEP_TEST_HOSTS"):
+            testhosts.down()
+            assert testhosts.leftovers() == [], testhosts.leftovers()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory, layout: Layout) -> Iterator[E2ECluster]:
     require_engine()
     syrcad("images", "build")  # a no-op when the images are up to date
-    hosts_file = write_hosts_file(tmp_path_factory.mktemp("e2e"))
+    hosts_file = write_hosts_file(tmp_path_factory.mktemp("e2e"), layout)
     if not has_model():
         syrcad("train", "--hosts", str(hosts_file))
     started = time.monotonic()
     syrcad("up", "--hosts", str(hosts_file))
-    print(f"\ne2e cluster up in {time.monotonic() - started:.0f} s")
+    print(f"\ne2e cluster ({layout.name} layout) up in {time.monotonic() - started:.0f} s")
     secrets = read(secrets_path(hosts_file))
     assert secrets is not None
     try:
-        running = E2ECluster(hosts_file, secrets)
+        running = E2ECluster(hosts_file, secrets, layout, prepare(hosts_file))
         yield running
-        assert_secrets_never_shown(secrets)
-        assert_secrets_never_shown(running.secrets)  # after a rotation, the new ones too
+        assert_secrets_never_shown(running, secrets)
+        assert_secrets_never_shown(running, running.secrets)  # after a rotation, the new ones too
     finally:
         syrcad("down", "--volumes", "--hosts", str(hosts_file), check=False)
 
 
-def assert_secrets_never_shown(secrets: Secrets) -> None:
+def assert_secrets_never_shown(cluster: E2ECluster, secrets: Secrets) -> None:
     """No secret in any container log of the run, nor in anything syrcad printed."""
-    from python_on_whales import DockerClient
-
-    docker = DockerClient()
     texts = list(OUTPUTS)
-    for container in docker.container.list(all=True, filters=[("label", "io.syrcad.cluster=e2e")]):
-        texts.append(str(docker.container.logs(container)))
+    for container in cluster.containers():
+        texts.append(str(container.logs()))
     leaks = [
         name for name, value in secrets.as_dict().items() if any(value in text for text in texts)
     ]

@@ -13,7 +13,7 @@ import requests
 from syrcad.apply import haproxy
 from syrcad.apply.deploy import prepare
 
-from .conftest import LB, TLS_PORT, E2ECluster, new_sender, syrcad
+from .conftest import LB, E2ECluster, new_sender, syrcad
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +45,7 @@ def test_rest_conversation_through_the_public_lb(cluster: E2ECluster) -> None:
 def test_continuity_across_frontends(cluster: E2ECluster) -> None:
     """One conversation, its turns served by two frontends, keeps its slots; Mongo has every event."""
     dep = prepare(cluster.hosts_file)
-    host = dep.hosts["local"]
+    host = dep.hosts[cluster.host_of("lb-1")]
     sender = new_sender()
     served = []
     first = cluster.say(sender, "book a table")
@@ -106,7 +106,7 @@ def test_public_lb_refuses_rasa_api_internal_side_needs_token(cluster: E2ECluste
 
 
 def test_tls_on_the_public_lb(cluster: E2ECluster) -> None:
-    url = f"https://127.0.0.1:{TLS_PORT}"
+    url = cluster.tls
     assert requests.get(url + "/health", verify=False, timeout=10).status_code == 200
     assert cluster.texts(new_sender(), "hello") and cluster.say(new_sender(), "hi", url=url).json()
     assert requests.get(url + "/status", verify=False, timeout=10).status_code == 403
@@ -163,7 +163,11 @@ def test_missing_image_names_host_and_image(cluster: E2ECluster, tmp_path: Path)
     broken.write_text(text.replace("name: e2e", "name: e2e-broken"), encoding="utf-8")
     done = syrcad("up", "--hosts", str(broken), check=False)
     assert done.returncode == 1
-    assert "local: image(s) missing on its engine: syrcad/redis:no-such-tag" in done.stderr
+    store_host = cluster.host_of("redis-1")
+    assert (
+        f"{store_host}: image syrcad/redis:no-such-tag is neither on its engine nor on this "
+        "machine's" in done.stderr
+    )
 
 
 def test_down_then_up_keeps_conversations(cluster: E2ECluster) -> None:

@@ -7,12 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import PORTS, E2ECluster, syrcad
+from .conftest import E2ECluster, syrcad
 from .race import race
 
 pytestmark = pytest.mark.e2e
-
-FRONTENDS = [f"http://127.0.0.1:{PORTS['frontend'] + i}" for i in range(2)]
 
 
 def use_lock_store(hosts_file: Path, atomic: bool) -> None:
@@ -26,11 +24,11 @@ def use_lock_store(hosts_file: Path, atomic: bool) -> None:
 def test_stock_lock_store_then_atomic_one(cluster: E2ECluster, tmp_path: Path) -> None:
     use_lock_store(cluster.hosts_file, atomic=False)
     try:
-        stock = race(FRONTENDS, cluster.mongo())
+        stock = race(cluster.frontend_urls(), cluster.mongo())
         print(f"\nstock RedisLockStore: {stock}")
     finally:
         use_lock_store(cluster.hosts_file, atomic=True)
-    atomic = race(FRONTENDS, cluster.mongo())
+    atomic = race(cluster.frontend_urls(), cluster.mongo())
     print(f"syrcad AtomicRedisLockStore: {atomic}")
     assert atomic.messages >= 1000
     assert atomic.errors == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import redis
 import requests
-from python_on_whales import DockerClient
 
 from syrcad.config.secrets import read, secrets_path
 
@@ -15,18 +14,15 @@ from .driver import Driver
 pytestmark = pytest.mark.e2e
 
 
-def store_ids() -> dict[str, str]:
-    docker = DockerClient()
+def store_ids(cluster: E2ECluster) -> dict[str, str]:
     return {
-        c.name: c.id
-        for c in docker.container.list(filters=[("label", "io.syrcad.cluster=e2e")])
-        if c.name.startswith(("e2e-mongo", "e2e-redis"))
+        c.name: c.id for c in cluster.containers() if c.name.startswith(("e2e-mongo", "e2e-redis"))
     }
 
 
 def test_rotate_every_secret_under_load(cluster: E2ECluster) -> None:
     old = cluster.secrets
-    stores_before = store_ids()
+    stores_before = store_ids(cluster)
     driver = Driver(cluster.public, workers=3).start()
     try:
         done = syrcad("secrets", "rotate", "--hosts", str(cluster.hosts_file))
@@ -41,7 +37,7 @@ def test_rotate_every_secret_under_load(cluster: E2ECluster) -> None:
     cluster.secrets = new
     assert driver.failures == [], driver.failures[:5]
     assert driver.lost_or_reordered(cluster.mongo()) == []
-    assert store_ids() == stores_before  # Mongo and Redis were not recreated
+    assert store_ids(cluster) == stores_before  # Mongo and Redis were not recreated
 
     assert (
         requests.get(
@@ -57,7 +53,9 @@ def test_rotate_every_secret_under_load(cluster: E2ECluster) -> None:
     )
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(
-            host="127.0.0.1", port=STORES["lock"]["port"], password=old.redis_password
+            host=cluster.address_of("redis-1"),
+            port=STORES["lock"]["port"],
+            password=old.redis_password,
         ).ping()
     assert cluster.redis().ping()
     assert cluster.mongo()["rasa"].command("ping")["ok"] == 1

@@ -1,0 +1,119 @@
+"""Deploy lock, audit log, and (on the multi-host layout) unreachable and failing hosts."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from syrcad.apply import facts, journal
+
+from .. import testhosts
+from .conftest import LB, E2ECluster, syrcad
+from .driver import Driver
+
+pytestmark = pytest.mark.e2e
+
+
+def test_second_run_waits_then_fails_naming_the_lock_holder(cluster: E2ECluster) -> None:
+    hosts = str(cluster.hosts_file)
+    lock = journal.DeployLock(next(iter(cluster.deployment.hosts.values())))
+    holder = journal.Holder("alice@ops1", "syrcad up -H hosts.yml", "2026-01-01T00:00:00Z", 4242)
+    assert lock.try_acquire(holder) is None
+    try:
+        started = time.monotonic()
+        done = syrcad("--lock-wait", "3", "scale", "frontend=3", "--hosts", hosts, check=False)
+        waited = time.monotonic() - started
+        assert done.returncode == 5, done.stderr
+        assert waited >= 3
+        assert (
+            "cluster is locked by alice@ops1 (pid 4242) since 2026-01-01T00:00:00Z: "
+            "syrcad up -H hosts.yml" in " ".join(done.stderr.split())
+        )
+        assert "alice@ops1" in syrcad("lock", "status", "--hosts", hosts).stdout
+    finally:
+        lock.release()
+    assert "not locked" in syrcad("lock", "status", "--hosts", hosts).stdout
+
+    local = json.loads(syrcad("audit", "--json", "--hosts", hosts).stdout)
+    assert local[-1]["command"].endswith(f"scale frontend=3 --hosts {hosts}")
+    assert local[-1]["result"].startswith("refused: cluster is locked by alice@ops1")
+    assert any(e["command"].startswith("syrcad up") and e["result"] == "ok" for e in local)
+    for host in cluster.layout.hosts:  # every host keeps its own copy of the log
+        remote = json.loads(syrcad("audit", "--json", "--host", host, "--hosts", hosts).stdout)
+        assert any(e["command"].startswith("syrcad up") and e["result"] == "ok" for e in remote)
+
+
+@pytest.mark.hosts_layout
+def test_unreachable_host_is_named_and_up_converges_after(cluster: E2ECluster) -> None:
+    assert cluster.layout.test_hosts is not None
+    node2 = cluster.layout.test_hosts.by_name("node2")
+    ids = {c.name: c.id for c in cluster.containers()}
+    testhosts.stop_sshd(node2)
+    try:
+        done = syrcad("up", "--hosts", str(cluster.hosts_file), check=False)
+    finally:
+        testhosts.up(len(cluster.layout.test_hosts.hosts))  # restarts node2's sshd
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "node2: connect over ssh failed" in done.stderr
+    assert {c.name: c.id for c in cluster.containers()} == ids  # no host was touched
+    again = syrcad("up", "--hosts", str(cluster.hosts_file))
+    assert "Nothing to change" in again.stdout
+    assert {c.name: c.id for c in cluster.containers()} == ids
+
+
+def lb_states(cluster: E2ECluster) -> dict[tuple[str, str], str]:
+    address = cluster.address_of("lb-1")
+    states = facts.lb_servers(address, LB["stats_port"], cluster.secrets.stats_password)
+    states |= facts.lb_servers(address, LB["action_stats_port"], cluster.secrets.stats_password)
+    return states
+
+
+def wait_for(cluster: E2ECluster, wanted: dict[tuple[str, str], str], timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        states = lb_states(cluster)
+        if all(states.get(key) == state for key, state in wanted.items()):
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"LB states not {wanted} after {timeout}s: {lb_states(cluster)}")
+
+
+@pytest.mark.hosts_layout
+def test_frontend_host_cut_off_under_load(cluster: E2ECluster) -> None:
+    """node2 (frontend-2, action-2) loses its link under load, then comes back."""
+    assert cluster.layout.test_hosts is not None
+    node2 = cluster.layout.test_hosts.by_name("node2")
+    on_node2 = {("frontends", "frontend-2"), ("action_servers", "action-2")}
+    driver = Driver(cluster.public, workers=4, think_s=0.1).start()
+    try:
+        time.sleep(5)
+        cut = time.monotonic()
+        testhosts.cut(node2)
+        try:
+            detected = wait_for(cluster, {k: "DOWN" for k in on_node2}, timeout=60)
+            time.sleep(20)  # the remaining hosts carry the load alone
+        finally:
+            testhosts.reconnect(node2)
+        back = time.monotonic()
+        failed_at_cut = driver.failures_since(cut)
+        returned = wait_for(cluster, {k: "UP" for k in on_node2}, timeout=120)
+        time.sleep(10)
+        served_after = driver.successes_since(back)
+        failed_after = driver.failures_since(back)
+    finally:
+        driver.stop()
+    print(
+        f"\nhost cut: replicas marked DOWN after {detected:.1f}s; {failed_at_cut} failed "
+        f"requests (4 workers, so at most 4 in flight at the cut); back UP {returned:.1f}s "
+        f"after the link returned; {served_after} served and {failed_after} failed after"
+    )
+    assert failed_at_cut <= 4, driver.failures[:5]
+    assert failed_after == 0, driver.failures[-5:]
+    assert served_after > 0
+    broken = {f.split(":")[0] for f in driver.failures}
+    problems = [
+        p for p in driver.lost_or_reordered(cluster.mongo()) if p.split(":")[0] not in broken
+    ]
+    assert problems == [], problems[:5]
