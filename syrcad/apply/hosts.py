@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
-from syrcad.apply.ssh import SshTarget, link
+from syrcad.apply.ssh import SshTarget, link, run_checked
 from syrcad.config.model import Cluster
 from syrcad.errors import HostsFailed, RemoteError, SyrcadError
 from syrcad.render import RenderedFile, write_tree
@@ -111,20 +111,8 @@ class HostHandle:
     def shell(self, step: str, script: str, stdin: bytes | None = None) -> str:
         """Run a shell script on the host: over its SSH connection, or here for hosts that
         share this machine. A failure names the host and the step."""
-        if self.ssh:
-            return link(self.ssh).run(step, script, stdin)
-        argv = ["sh", "-c", script]
-        done = subprocess.run(argv, input=stdin, capture_output=True, check=False)
-        if done.returncode != 0:
-            raise RemoteError(
-                self.name,
-                argv,
-                done.returncode,
-                done.stdout.decode(errors="replace"),
-                done.stderr.decode(errors="replace"),
-                step=step,
-            )
-        return done.stdout.decode(errors="replace")
+        argv = link(self.ssh).argv(script) if self.ssh else ["sh", "-c", script]
+        return run_checked(self.name, argv, step, stdin)
 
     def _push(self, paths: Sequence[str]) -> None:
         """Copy files to the host as one tar stream, unpacked in place."""

@@ -77,18 +77,7 @@ class SshLink:
 
     def run(self, step: str, script: str, stdin: bytes | None = None) -> str:
         """Run a shell script on the host; a failure names the host and the step."""
-        argv = self.argv(script)
-        done = subprocess.run(argv, input=stdin, capture_output=True, check=False)
-        if done.returncode != 0:
-            raise RemoteError(
-                self.target.host,
-                argv,
-                done.returncode,
-                done.stdout.decode(errors="replace"),
-                done.stderr.decode(errors="replace"),
-                step=step,
-            )
-        return done.stdout.decode(errors="replace")
+        return run_checked(self.target.host, self.argv(script), step, stdin)
 
     def engine_url(self) -> str:
         """A local unix:// URL that reaches the host's Docker engine through the master."""
@@ -113,16 +102,7 @@ class SshLink:
                 forward = f"{local}:{remote.removeprefix('unix://')}"
                 argv = ["ssh", "-S", str(self._control), "-O", "forward", "-L", forward,
                         *self.target.options(), self.target.destination]  # fmt: skip
-                done = subprocess.run(argv, capture_output=True, check=False)
-                if done.returncode != 0:
-                    raise RemoteError(
-                        self.target.host,
-                        argv,
-                        done.returncode,
-                        "",
-                        done.stderr.decode(errors="replace"),
-                        step="forward the Docker socket",
-                    )
+                run_checked(self.target.host, argv, "forward the Docker socket")
                 self._engine = f"unix://{local}"
             return self._engine
 
@@ -171,6 +151,21 @@ class SshLink:
                 shutil.rmtree(self._folder, ignore_errors=True)
                 self._folder = None
             self._engine = None
+
+
+def run_checked(host: str, argv: list[str], step: str, stdin: bytes | None = None) -> str:
+    """Run `argv` here; its stdout, or a RemoteError naming the host and the step."""
+    done = subprocess.run(argv, input=stdin, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise RemoteError(
+            host,
+            argv,
+            done.returncode,
+            done.stdout.decode(errors="replace"),
+            done.stderr.decode(errors="replace"),
+            step=step,
+        )
+    return done.stdout.decode(errors="replace")
 
 
 _links: dict[SshTarget, SshLink] = {}
