@@ -134,9 +134,9 @@ def _host(index: int, client_key: Path) -> TestHost:
         inside = ("ip", "-n", netns)
         sh(*inside, "link", "set", "eth0", "up")
         sh(*inside, "link", "set", "lo", "up")
-        sh(*inside, "route", "add", "default", "via", f"{SUBNET}.1")
     for each in (address, public):
         sh("ip", "-n", netns, "addr", "replace", f"{each}/24", "dev", "eth0")
+    sh("ip", "-n", netns, "route", "replace", "default", "via", f"{SUBNET}.1")
     enter = ("nsenter", f"--net=/run/netns/{netns}")
 
     if not _alive(run / "docker.pid"):
