@@ -16,7 +16,6 @@ Needs root, iproute2, iptables, openssh-server and dockerd.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -24,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 PREFIX = "syrcadth"  # namespaces, links and the bridge all start with it
@@ -111,9 +110,7 @@ def up(count: int = 3) -> TestHosts:
         "  BatchMode yes\n"
         "  ConnectTimeout 5\n"
     )
-    result = TestHosts(tuple(hosts), config)
-    (STATE / "hosts.json").write_text(json.dumps([asdict(h) for h in hosts], indent=2))
-    return result
+    return TestHosts(tuple(hosts), config)
 
 
 def _host(index: int, client_key: Path) -> TestHost:
