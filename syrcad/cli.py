@@ -19,6 +19,7 @@ from rich.table import Table
 
 from syrcad import config, plan, render
 from syrcad.apply import changes, deploy, inspect, journal
+from syrcad.apply.hosts import HostHandle
 from syrcad.apply.hosts import handles as hosts_of
 from syrcad.apply.progress import RichReporter
 from syrcad.config.secrets import ensure as ensure_secrets
@@ -63,12 +64,18 @@ def options(
     LOCK_WAIT_S["value"] = lock_wait
 
 
+def _journal(hosts: Path) -> tuple[config.Loaded, dict[str, HostHandle], Path]:
+    """hosts.yml, its host handles, and this machine's audit log of the cluster."""
+    loaded = config.load(hosts)
+    workspace = deploy.workspace(loaded)
+    log = workspace / loaded.cluster.name / journal.AUDIT_FILE
+    return loaded, hosts_of(loaded.cluster, workspace), log
+
+
 @contextmanager
 def _changing(hosts: Path) -> Iterator[None]:
     """Around a command that changes the cluster: the deploy lock, and an audit log line."""
-    loaded = config.load(hosts)
-    handles = hosts_of(loaded.cluster, deploy.workspace(loaded))
-    local_log = deploy.workspace(loaded) / loaded.cluster.name / journal.AUDIT_FILE
+    _, handles, local_log = _journal(hosts)
 
     def waiting(holder: journal.Holder) -> None:
         err.print(f"waiting for the deploy lock: held by {holder}", highlight=False)
@@ -432,14 +439,12 @@ def audit(
     as_json: AsJson = False,
 ) -> None:
     """Who changed the cluster, when, with what command, and how it ended."""
-    loaded = config.load(hosts)
+    loaded, handles, log = _journal(hosts)
     if host is None:
-        log = deploy.workspace(loaded) / loaded.cluster.name / journal.AUDIT_FILE
         text = log.read_text(encoding="utf-8") if log.exists() else ""
         entries = journal.read(text)[-lines:]
         where = str(log)
     else:
-        handles = hosts_of(loaded.cluster, deploy.workspace(loaded))
         if host not in handles:
             raise UsageError(f"--host {host}: not a host of {hosts} ({', '.join(handles)})")
         entries = journal.read_host(handles[host], lines)
@@ -462,25 +467,21 @@ app.add_typer(lock_app, name="lock")
 @lock_app.command("status")
 def lock_status(hosts: HostsFile = Path("hosts.yml")) -> None:
     """Who holds the cluster's deploy lock, if anyone."""
-    loaded = config.load(hosts)
-    first = next(iter(hosts_of(loaded.cluster, deploy.workspace(loaded)).values()))
-    holder = journal.DeployLock(first).holder()
+    _, handles, _ = _journal(hosts)
+    holder = journal.DeployLock.of(handles).holder()
     out.print(f"locked by {holder}" if holder else "not locked")
 
 
 @lock_app.command("release")
 def lock_release(hosts: HostsFile = Path("hosts.yml")) -> None:
     """Remove a lock left by a run that died (check `syrcad lock status` first)."""
-    loaded = config.load(hosts)
-    handles = hosts_of(loaded.cluster, deploy.workspace(loaded))
-    lock = journal.DeployLock(next(iter(handles.values())))
+    _, handles, local_log = _journal(hosts)
+    lock = journal.DeployLock.of(handles)
     holder = lock.holder()
     lock.release()
-    local_log = deploy.workspace(loaded) / loaded.cluster.name / journal.AUDIT_FILE
-    entry = journal.AuditEntry(
-        journal.now(), journal.operator(), "syrcad lock release", f"released: {holder}", 0.0
+    journal.record(
+        list(handles.values()), local_log, "syrcad lock release", f"released: {holder}", 0.0
     )
-    journal.append(list(handles.values()), local_log, entry)
     out.print(f"released (was held by {holder})" if holder else "was not locked")
 
 

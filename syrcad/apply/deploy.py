@@ -89,8 +89,8 @@ class Reporter:
 
     def done_waiting(self, stage: str) -> None: ...
 
-    def host(self, host: str, message: str) -> None:
-        """The host's one progress line: what syrcad does there now."""
+    def host(self, host: str, message: str, finished: bool = False) -> None:
+        """The host's one progress line: what syrcad does there now (or last, when finished)."""
 
     def transfer(self, host: str, what: str, sent: int, total: int) -> None:
         """Bytes streamed to a host so far (image shipping)."""
@@ -177,7 +177,7 @@ def up(dep: Deployment, report: Reporter) -> UpResult:
     _enable_everything(dep)
     wait_in_lbs(dep, report)
     for host in hosts:
-        report.host(host.name, "done")
+        report.host(host.name, "done", finished=True)
     return result
 
 
@@ -204,7 +204,6 @@ def ship_images(
     """Stream every image a host lacks (or holds under another id) from this machine's engine:
     `images`, or those of the containers placed there. Returns "host: image" for each one sent."""
     local = shipping.local_engine()
-    local_url = shipping.local_engine_url()
 
     def ship_to(host: HostHandle) -> list[str]:
         report.host(host.name, "comparing images")
@@ -216,7 +215,7 @@ def ship_images(
             def progress(done: int, total: int, what: str = what, name: str = host.name) -> None:
                 report.transfer(name, what, done, total)
 
-            shipping.ship(host, shipment, progress, local_url)
+            shipping.ship(host, shipment, progress)
             sent.append(f"{host.name}: {shipment.image}")
         return sent
 
@@ -374,7 +373,7 @@ def down(dep: Deployment, volumes: bool, report: Reporter) -> None:
             "stop containers",
             lambda d: d.compose.down(remove_orphans=True, volumes=volumes, quiet=True),
         )
-        report.host(host.name, "stopped")
+        report.host(host.name, "stopped", finished=True)
 
     hosts = dep.used_hosts()
     for rank in sorted({order(h) for h in hosts}):

@@ -60,6 +60,11 @@ class Holder:
 class DeployLock:
     host: HostHandle  # the cluster's first host
 
+    @classmethod
+    def of(cls, hosts: dict[str, HostHandle]) -> DeployLock:
+        """The cluster's lock: on the first host of hosts.yml."""
+        return cls(next(iter(hosts.values())))
+
     @property
     def folder(self) -> str:
         return shlex.quote(str(self.host.remote_root / "lock"))
@@ -112,9 +117,12 @@ class AuditEntry:
     seconds: float
 
 
-def append(hosts: list[HostHandle], local_log: Path, entry: AuditEntry) -> None:
-    """Append `entry` locally and on every host; a host that cannot be reached is skipped
-    (the command's own error already names it)."""
+def record(
+    hosts: list[HostHandle], local_log: Path, command: str, result: str, seconds: float
+) -> None:
+    """An entry by this operator, now, appended locally and on every host of `hosts`; a host
+    that cannot be reached is skipped (the command's own error already names it)."""
+    entry = AuditEntry(now(), operator(), command, result, round(seconds, 1))
     line = json.dumps(asdict(entry)) + "\n"
     local_log.parent.mkdir(parents=True, exist_ok=True)
     with local_log.open("a", encoding="utf-8") as log:
@@ -162,14 +170,14 @@ def operation(
     """Hold the deploy lock around a mutating command and audit its result."""
     command = shlex.join(argv)
     started = time.monotonic()
-    first = next(iter(hosts.values()))
-    lock = DeployLock(first)
+    lock = DeployLock.of(hosts)
     holder = Holder(operator(), command, now(), os.getpid())
     result = "ok"
     try:
         lock.acquire(holder, lock_wait_s, waiting)
-    except SyrcadError as error:
-        _audit(hosts, local_log, command, f"refused: {_first_line(error)}", started, locally=True)
+    except SyrcadError as error:  # refused: only this machine's log says so
+        refused = f"refused: {_first_line(error)}"
+        record([], local_log, command, refused, time.monotonic() - started)
         raise
     try:
         yield
@@ -180,19 +188,7 @@ def operation(
         try:
             lock.release()
         finally:
-            _audit(hosts, local_log, command, result, started, locally=False)
-
-
-def _audit(
-    hosts: dict[str, HostHandle],
-    local_log: Path,
-    command: str,
-    result: str,
-    started: float,
-    locally: bool,
-) -> None:
-    entry = AuditEntry(now(), operator(), command, result, round(time.monotonic() - started, 1))
-    append([] if locally else list(hosts.values()), local_log, entry)
+            record(list(hosts.values()), local_log, command, result, time.monotonic() - started)
 
 
 def _first_line(error: BaseException) -> str:

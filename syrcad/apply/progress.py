@@ -58,9 +58,8 @@ class RichReporter(Reporter):
     def done_waiting(self, stage: str) -> None:
         self.progress.update(self._task(f"stage {stage}", f"ready: {stage}"), pending="")
 
-    def host(self, host: str, message: str) -> None:
+    def host(self, host: str, message: str, finished: bool = False) -> None:
         task = self._task(f"host {host}", host)
-        finished = message in ("done", "stopped")
         self.progress.update(
             task,
             description=f"{host}: {message}",

@@ -7,12 +7,12 @@ connection (its forwarded Docker socket). Image ids survive save/load, so "same 
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from python_on_whales import DockerClient
+from python_on_whales.components.image.cli_wrapper import Image
 
 from syrcad.apply.hosts import HostHandle
 from syrcad.config.model import Cluster
@@ -53,8 +53,10 @@ def missing(host: HostHandle, images: Sequence[str], local: DockerClient) -> lis
 
     An image absent here but present on the host is fine (pulled or loaded there by hand).
     """
-    remote = host.run("inspect images", lambda d: _ids(d, images))
-    here = _ids(local, images)
+    remote = {
+        name: i.id for name, i in host.run("inspect images", lambda d: _inspect(d, images)).items()
+    }
+    here = _inspect(local, images)
     result = []
     for image in images:
         if image not in here:
@@ -64,20 +66,20 @@ def missing(host: HostHandle, images: Sequence[str], local: DockerClient) -> lis
                     "Build the stand-ins with `syrcad images build`, or load/pull it on that host."
                 )
             continue
-        if remote.get(image) != here[image]:
-            size = int(local.image.inspect(image).size or 0)
+        if remote.get(image) != here[image].id:
             reason = "missing" if image not in remote else "different id"
-            result.append(Shipment(image, here[image], size, reason))
+            result.append(Shipment(image, here[image].id, int(here[image].size or 0), reason))
     return result
 
 
-def _ids(docker: DockerClient, images: Sequence[str]) -> dict[str, str]:
-    return {i: docker.image.inspect(i).id for i in images if docker.image.exists(i)}
+def _inspect(docker: DockerClient, images: Sequence[str]) -> dict[str, Image]:
+    return {i: docker.image.inspect(i) for i in images if docker.image.exists(i)}
 
 
-def ship(host: HostHandle, shipment: Shipment, progress: Progress, local_engine: str) -> None:
-    """Stream one image: `docker save` from `local_engine` into `docker load` on the host."""
-    save_argv = ["docker", "-H", local_engine, "save", shipment.image]
+def ship(host: HostHandle, shipment: Shipment, progress: Progress) -> None:
+    """Stream one image: `docker save` from this machine's engine into `docker load` on the host."""
+    # No -H: the same engine as `local_engine()` (DOCKER_HOST, else the CLI's default).
+    save_argv = ["docker", "save", shipment.image]
     load_argv = ["docker", "-H", host.engine, "load", "--quiet"]
     with (
         subprocess.Popen(save_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as save,
@@ -123,9 +125,5 @@ def ship(host: HostHandle, shipment: Shipment, progress: Progress, local_engine:
 
 
 def local_engine() -> DockerClient:
-    """This machine's engine, where images are built (DOCKER_HOST, else the default socket)."""
+    """This machine's engine, where images are built (DOCKER_HOST, else the CLI's default)."""
     return DockerClient()
-
-
-def local_engine_url() -> str:
-    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")

@@ -10,7 +10,6 @@ Docker socket to a local one; Docker and Compose talk to that socket, and shell 
 from __future__ import annotations
 
 import atexit
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -186,7 +185,3 @@ def close_all() -> None:
         for each in _links.values():
             each.close()
         _links.clear()
-
-
-def quote(path: Path | str) -> str:
-    return shlex.quote(str(path))

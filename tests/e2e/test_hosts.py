@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 def test_second_run_waits_then_fails_naming_the_lock_holder(cluster: E2ECluster) -> None:
     hosts = str(cluster.hosts_file)
-    lock = journal.DeployLock(next(iter(cluster.deployment.hosts.values())))
+    lock = journal.DeployLock.of(cluster.deployment.hosts)
     holder = journal.Holder("alice@ops1", "syrcad up -H hosts.yml", "2026-01-01T00:00:00Z", 4242)
     assert lock.try_acquire(holder) is None
     try:
