@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,11 +217,15 @@ def down(keep_data: bool = False) -> None:
                 sh("docker", "-H", engine, "rm", "-f", "-v", *ids, check=False)
         for daemon in ("sshd", "docker"):
             _stop(run / f"{daemon}.pid")
-    for netns in sh("ip", "netns", "list", check=False, quiet=True).stdout.split("\n"):
-        if netns.startswith(f"{PREFIX}-"):
-            sh("ip", "netns", "delete", netns.split()[0], check=False)
-    if sh("ip", "link", "show", BRIDGE, check=False, quiet=True).returncode == 0:
-        sh("ip", "link", "delete", BRIDGE, check=False)
+    for netns in _namespaces():
+        # Whatever still runs inside (an sshd session of a client that has not hung up yet)
+        # would keep the namespace, and its end of the link, alive after `ip netns delete`.
+        for pid in sh("ip", "netns", "pids", netns, check=False, quiet=True).stdout.split():
+            with suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        sh("ip", "netns", "delete", netns, check=False)
+    for link in _links():  # the bridge, and any link whose namespace outlived its deletion
+        sh("ip", "link", "delete", link, check=False, quiet=True)
     while sh("iptables", "-C", *FORWARD_RULE, check=False, quiet=True).returncode == 0:
         sh("iptables", "-D", *FORWARD_RULE, check=False)
     shutil.rmtree(RUN, ignore_errors=True)
@@ -248,15 +253,22 @@ def _outside_link(host: TestHost) -> str:
     return f"{PREFIX}{host.name.removeprefix('node')}"
 
 
+def _namespaces() -> list[str]:
+    listing = sh("ip", "netns", "list", check=False, quiet=True).stdout.splitlines()
+    return [line.split()[0] for line in listing if line.startswith(f"{PREFIX}-")]
+
+
+def _links() -> list[str]:
+    """This machine's ends of the hosts' links, and the bridge."""
+    listing = sh("ip", "-o", "link", "show", check=False, quiet=True).stdout.splitlines()
+    names = [line.split(":")[1].strip().split("@")[0] for line in listing if ":" in line]
+    return [name for name in names if name.startswith(PREFIX)]
+
+
 def leftovers() -> list[str]:
     """What `down` should have removed and is still there."""
-    found = [
-        f"netns {n.split()[0]}"
-        for n in sh("ip", "netns", "list", check=False, quiet=True).stdout.splitlines()
-        if n.startswith(f"{PREFIX}-")
-    ]
-    if sh("ip", "link", "show", BRIDGE, check=False, quiet=True).returncode == 0:
-        found.append(f"bridge {BRIDGE}")
+    found = [f"netns {netns}" for netns in _namespaces()]
+    found += [f"link {link}" for link in _links()]
     if sh("iptables", "-C", *FORWARD_RULE, check=False, quiet=True).returncode == 0:
         found.append("iptables FORWARD rule")
     processes = sh("ps", "-eo", "args", check=False, quiet=True).stdout.splitlines()
