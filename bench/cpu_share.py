@@ -1,4 +1,4 @@
-"""Where the cores go under load, with 1 and then 2 frontends: why scale-out stops short here.
+"""Where the cores go under load, with 1 and then 2 frontends.
 
 Samples `docker stats` while the closed-loop load of bench/lb_and_scaling.py runs, and adds the
 load generator's own CPU. A frontend that is not at 100 % of a core while requests queue is

@@ -17,7 +17,7 @@ from typing import Any
 
 import gevent
 import yaml
-from locust import FastHttpUser, constant, task
+from locust import FastHttpUser, constant, constant_throughput, task
 from locust.env import Environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ class BenchCluster:
     def hosts(self) -> Path:
         return self.folder / "hosts.yml"
 
-    def configure(self, frontends: int, sanic_workers: int = 1, maxconn: int = 8) -> None:
+    def configure(self, frontends: int, sanic_workers: int = 1, maxconn: int = 2) -> None:
         document = yaml.safe_load((ROOT / "examples" / "local.yml").read_text(encoding="utf-8"))
         document.update(name="bench", deploy_dir=str(self.folder / "deploy"))
         document["project"] = {"path": str(ROOT / "bot"), "actions": str(ROOT / "actions")}
@@ -111,22 +111,40 @@ class Load:
 
 
 class Greeter(FastHttpUser):
-    """Closed loop: each user sends the next message as soon as the reply is in."""
+    """Closed loop: each user sends the next message as soon as the reply is in, and starts a new
+    conversation (a new sender) every few turns, as people do. One endless conversation would
+    measure tracker growth instead: Rasa 3.6 reads a sender's whole stored conversation from
+    Mongo twice per turn, so its cost per turn grows with the conversation's length."""
 
     wait_time = constant(0)
+    turns_per_conversation = 5
 
     def on_start(self) -> None:
-        self.sender = str(uuid.uuid4())
+        self.turn = 0
 
     @task
     def hello(self) -> None:
+        if self.turn % self.turns_per_conversation == 0:
+            self.sender = str(uuid.uuid4())
+        self.turn += 1
         self.client.post(
             "/webhooks/rest/webhook", json={"sender": self.sender, "message": "hello"}, name="hello"
         )
 
 
+def at_rate(per_second: float, users: int) -> type[Greeter]:
+    """Greeters that together send `per_second` requests (while replies take under
+    users / per_second seconds): the same load for every setup, unlike a closed loop, whose
+    rate follows the setup's own speed."""
+
+    class Paced(Greeter):
+        wait_time = constant_throughput(per_second / users)
+
+    return Paced
+
+
 def measure(url: str, users: int, seconds: float, warmup: float = 5, user: Any = Greeter) -> Load:
-    """Run `users` closed-loop users against `url`; stats of `seconds` after a warm-up."""
+    """Run `users` users of class `user` against `url`; stats of `seconds` after a warm-up."""
     user.host = url
     env = Environment(user_classes=[user])
     runner = env.create_local_runner()

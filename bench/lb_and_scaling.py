@@ -14,10 +14,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import RESULTS, BenchCluster, Load, machine, measure, syrcad
+from harness import RESULTS, BenchCluster, Load, at_rate, machine, measure, syrcad
 
 USERS = 10
-SECONDS = 30
+SECONDS = 40
+# The equal load for the tail comparison: this share of what the SANIC_WORKERS=2 peer serves
+# flat out, sent at a fixed rate by enough users that none of them waits on a slow reply.
+EQUAL_LOAD_SHARE = 0.75
+PACED_USERS = 40
+# A per-server maxconn HAProxy never reaches: the Rasa process's own workers do all the queueing.
+NO_LB_QUEUE = 10_000
 
 
 def row(name: str, load: Load) -> str:
@@ -31,7 +37,10 @@ def main() -> None:
     lines = [
         f"# LB overhead and scale-out ({machine()})",
         "",
-        f"{USERS} closed-loop users, {SECONDS} s each, load generator on the same cores.",
+        f"{USERS} closed-loop users (conversations of 5 turns), load generator on the same cores; "
+        f"{SECONDS} s per row (the LB overhead rows: twice {SECONDS // 2} s, in the order direct, "
+        "LB, LB, direct, so that a drift over time cancels). The `at … req/s` rows send one "
+        "fixed rate to each setup.",
         "",
         "| setup | req/s | p50 ms | p99 ms | requests | failed |",
         "|---|---|---|---|---|---|",
@@ -40,8 +49,12 @@ def main() -> None:
         cluster = BenchCluster(Path(scratch))
         cluster.configure(frontends=1)
         up_s = cluster.up()
-        direct = measure(cluster.direct, USERS, SECONDS)
-        via_lb = measure(cluster.public, USERS, SECONDS)
+        half = SECONDS // 2
+        direct_a = measure(cluster.direct, USERS, half)
+        via_lb_a = measure(cluster.public, USERS, half)
+        via_lb_b = measure(cluster.public, USERS, half)
+        direct_b = measure(cluster.direct, USERS, half)
+        direct, via_lb = combined(direct_a, direct_b), combined(via_lb_a, via_lb_b)
         lines += [row("1 frontend, direct", direct), row("1 frontend, through the LB", via_lb)]
 
         started = time.monotonic()
@@ -50,24 +63,61 @@ def main() -> None:
         two = measure(cluster.public, USERS, SECONDS)
         lines.append(row("2 frontends, through the LB", two))
 
+        cluster.configure(frontends=1, sanic_workers=2, maxconn=NO_LB_QUEUE)
+        cluster.up()
+        own = measure(cluster.public, USERS, SECONDS)
+        rate = EQUAL_LOAD_SHARE * own.rps
+        paced = at_rate(rate, PACED_USERS)
+        own_paced = measure(cluster.public, PACED_USERS, SECONDS, user=paced)
+
         cluster.configure(frontends=1, sanic_workers=2)
         cluster.up()
-        workers = measure(cluster.public, USERS, SECONDS)
-        lines.append(row("1 frontend, SANIC_WORKERS=2 + Redis lock store", workers))
+        queued = measure(cluster.public, USERS, SECONDS)
+        queued_paced = measure(cluster.public, PACED_USERS, SECONDS, user=paced)
+
+        cluster.configure(frontends=2)
+        cluster.up()
+        two_paced = measure(cluster.public, PACED_USERS, SECONDS, user=paced)
+        lines += [
+            row("1 frontend, SANIC_WORKERS=2 + Redis lock store (Rasa's own queueing)", own),
+            row("1 frontend, SANIC_WORKERS=2, queued by the LB (maxconn 2 per process)", queued),
+            row(f"2 frontends at {rate:.1f} req/s", two_paced),
+            row(
+                f"1 frontend, SANIC_WORKERS=2 (Rasa's own queueing) at {rate:.1f} req/s", own_paced
+            ),
+            row(
+                f"1 frontend, SANIC_WORKERS=2, queued by the LB, at {rate:.1f} req/s", queued_paced
+            ),
+        ]
         cluster.down()
     lines += [
         "",
         f"- LB overhead: throughput ratio {via_lb.rps / direct.rps:.3f} (target ≥ 0.97), "
         f"p99 difference {via_lb.p99_ms - direct.p99_ms:+.0f} ms (target ≤ 2 ms)",
         f"- scale-out: 2 frontends = {two.rps / via_lb.rps:.2f}× one frontend (target ≥ 1.7×); "
-        f"SANIC_WORKERS=2 = {workers.rps / via_lb.rps:.2f}× one frontend",
-        f"- tail at equal load: p99 2 frontends / p99 SANIC_WORKERS=2 = {two.p99_ms / workers.p99_ms:.2f} "
-        "(target ≤ 0.8)",
+        f"SANIC_WORKERS=2 = {own.rps / via_lb.rps:.2f}× one frontend",
+        f"- tail at equal load ({rate:.1f} req/s, {EQUAL_LOAD_SHARE:.0%} of what SANIC_WORKERS=2 "
+        f"serves flat out): p99 2 frontends / p99 SANIC_WORKERS=2 = "
+        f"{two_paced.p99_ms / own_paced.p99_ms:.2f} (target ≤ 0.8); against SANIC_WORKERS=2 "
+        f"behind the same LB queue: {two_paced.p99_ms / queued_paced.p99_ms:.2f}",
         f"- time to ready: `syrcad up` from nothing {up_s:.0f} s; `syrcad scale frontend=2` {scale_s:.0f} s",
     ]
     text = "\n".join(lines) + "\n"
     (RESULTS / "lb_and_scaling.md").write_text(text, encoding="utf-8")
     print(text)
+
+
+def combined(first: Load, second: Load) -> Load:
+    """Two runs of one setup as one: rates and counts add up, percentiles are averaged."""
+    return Load(
+        first.requests + second.requests,
+        first.failures + second.failures,
+        (first.rps + second.rps) / 2,
+        (first.p50_ms + second.p50_ms) / 2,
+        (first.p99_ms + second.p99_ms) / 2,
+        min(first.min_ms, second.min_ms),
+        max(first.max_ms, second.max_ms),
+    )
 
 
 if __name__ == "__main__":

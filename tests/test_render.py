@@ -136,7 +136,24 @@ def test_public_lb_denies_rasa_admin_api(fixed_secrets: Secrets) -> None:
     lb = next(f for f in rendered("hosts.yml", fixed_secrets) if str(f.path) == "lb/haproxy.cfg")
     assert "http-request deny deny_status 403 unless channel or socketio or hello" in lb.content
     assert "http-check send meth GET uri /status?token=golden-rasa-token-0000" in lb.content
-    assert "balance hash req.body,json_query('$.sender')" in lb.content
+    assert "balance leastconn" in lb.content
+
+
+def test_sender_balance_and_maxconn_per_rasa_process(fixed_secrets: Secrets) -> None:
+    cluster = load(EXAMPLES / "hosts.yml").cluster
+    frontend = cluster.services.frontend.model_copy(
+        update={"balance": "sender", "maxconn": 3, "sanic_workers": 2}
+    )
+    cluster = cluster.model_copy(
+        update={"services": cluster.services.model_copy(update={"frontend": frontend})}
+    )
+    lb = next(
+        f for f in render(cluster, place(cluster), fixed_secrets) if str(f.path) == "lb/haproxy.cfg"
+    )
+    backend = lb.content.split("\nbackend frontends")[1].split("\nbackend socketio")[0]
+    assert "balance hash req.body,json_query('$.sender')" in backend
+    assert "balance leastconn" not in backend
+    assert "rise 2 maxconn 6" in backend  # 3 per Rasa process, 2 processes per replica
 
 
 def test_lock_store_module_ships_as_it_is(fixed_secrets: Secrets) -> None:

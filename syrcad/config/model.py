@@ -121,9 +121,14 @@ class FrontendService(Model):
     base_port: Port = 5005
     sanic_workers: Annotated[int, Field(ge=1, le=64)] = 1
     model: RelativePath = "models"
-    # Requests one replica works on at once; the rest wait in HAProxy's queue, where any replica
-    # that frees up can take them (shorter tails than queueing inside a busy Rasa process).
-    maxconn: Annotated[int, Field(ge=1, le=10_000)] = 8
+    # Requests one Rasa process works on at once (times sanic_workers per replica); the rest wait
+    # in HAProxy's one queue, where any replica that frees up takes the next (shorter tails than
+    # queueing inside a busy Rasa process, whose tracker store calls block its event loop).
+    maxconn: Annotated[int, Field(ge=1, le=10_000)] = 2
+    # leastconn: every request to the least busy replica (any replica can serve any turn: shared
+    # tracker and lock store). sender: hash the JSON sender so a conversation stays on one
+    # replica while it is up, for the stock lock store (stores.lock.atomic: false).
+    balance: Literal["leastconn", "sender"] = "leastconn"
     resources: Resources = Resources()
 
 

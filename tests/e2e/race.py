@@ -1,7 +1,7 @@
 """Same-sender races: two messages of one sender reach two frontends at the same moment.
 
 Each sender plays rounds; in a round, two messages leave at once (a barrier), one to each
-frontend, bypassing the LB's sender hashing. Afterwards every tracker must hold every message
+frontend, bypassing the LB. Afterwards every tracker must hold every message
 exactly once, and each round's messages after all of the previous round's.
 """
 
