@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import RESULTS, BenchCluster, Load, at_rate, machine, measure, syrcad
+from harness import RESULTS, BenchCluster, Greeter, Load, at_rate, machine, measure, syrcad
 
 USERS = 10
 SECONDS = 40
@@ -37,7 +37,8 @@ def main() -> None:
     lines = [
         f"# LB overhead and scale-out ({machine()})",
         "",
-        f"{USERS} closed-loop users (conversations of 5 turns), load generator on the same cores; "
+        f"{USERS} closed-loop users (conversations of {Greeter.turns_per_conversation} turns), "
+        "load generator on the same cores; "
         f"{SECONDS} s per row (the LB overhead rows: twice {SECONDS // 2} s, in the order direct, "
         "LB, LB, direct, so that a drift over time cancels). The `at … req/s` rows send one "
         "fixed rate to each setup.",
@@ -108,7 +109,7 @@ def main() -> None:
 
 
 def combined(first: Load, second: Load) -> Load:
-    """Two runs of one setup as one: rates and counts add up, percentiles are averaged."""
+    """Two equally long runs of one setup as one: counts add up; rates and percentiles are averaged."""
     return Load(
         first.requests + second.requests,
         first.failures + second.failures,
