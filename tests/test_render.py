@@ -153,7 +153,7 @@ def test_sender_balance_and_maxconn_per_rasa_process(fixed_secrets: Secrets) -> 
     backend = lb.content.split("\nbackend frontends")[1].split("\nbackend socketio")[0]
     assert "balance hash req.body,json_query('$.sender')" in backend
     assert "balance leastconn" not in backend
-    assert "rise 2 maxconn 6" in backend  # 3 per Rasa process, 2 processes per replica
+    assert "on-error mark-down maxconn 6" in backend  # 3 per Rasa process, 2 per replica
 
 
 def test_lock_store_module_ships_as_it_is(fixed_secrets: Secrets) -> None:

@@ -11,6 +11,11 @@ tracker events get lost. Here each ticket operation is one Lua script, so Redis 
 
 Time comes from Redis (TIME), so frontends on different hosts agree on expiry.
 
+A ticket is a lease: issued for LEASE_S and renewed by its frontend while it waits or serves,
+up to Rasa's lock lifetime as before. A frontend that dies holding a ticket (kill -9, a lost
+host) holds up the sender's next message for at most LEASE_S, not the whole lock lifetime (60 s
+by default), which is longer than clients wait.
+
 syrcad mounts this file beside endpoints.yml (on PYTHONPATH), so the official Rasa image loads
 it from `lock_store.type: syrcad_lock_store.AtomicRedisLockStore`, with the stock keys: url,
 port, db, username, password, use_ssl, key_prefix, socket_timeout.
@@ -30,6 +35,10 @@ from rasa.utils.endpoints import EndpointConfig
 
 logger = logging.getLogger(__name__)
 
+# Longer than the event loop of a busy frontend stays blocked (TensorFlow runs on it), so a live
+# holder always renews in time: it renews every third of it.
+LEASE_S = 10.0
+
 _PURGE = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -40,6 +49,12 @@ for i = 1, #expiries, 2 do
     redis.call('HDEL', KEYS[2], expiries[i])
   end
 end
+-- Keys outlive every ticket in them; never shorten what another frontend's ticket needs.
+local function keep_keys(ms)
+  for i = 1, 3 do
+    if redis.call('PTTL', KEYS[i]) < ms then redis.call('PEXPIRE', KEYS[i], ms) end
+  end
+end
 """
 
 # KEYS: queue (zset number→number), expiries (hash number→ms), counter. ARGV: lifetime ms.
@@ -47,7 +62,7 @@ ISSUE = _PURGE + """
 local number = redis.call('INCR', KEYS[3])
 redis.call('ZADD', KEYS[1], number, number)
 redis.call('HSET', KEYS[2], number, now_ms + tonumber(ARGV[1]))
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], 2 * tonumber(ARGV[1])) end
+keep_keys(2 * tonumber(ARGV[1]))
 return number
 """
 
@@ -66,6 +81,14 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 local left = redis.call('ZCARD', KEYS[1])
 if left == 0 then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
 return left
+"""
+
+# ARGV: ticket number, new lifetime ms. Returns 0 when the ticket is gone (expired or finished).
+RENEW = _PURGE + """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], now_ms + tonumber(ARGV[2]))
+keep_keys(2 * tonumber(ARGV[2]))
+return 1
 """
 
 WAITING = _PURGE + "return redis.call('ZCARD', KEYS[1])"
@@ -94,6 +117,7 @@ class AtomicRedisLockStore(LockStore):
         self._issue = self.red.register_script(ISSUE)
         self._acquire = self.red.register_script(ACQUIRE)
         self._finish = self.red.register_script(FINISH)
+        self._renew = self.red.register_script(RENEW)
         self._waiting = self.red.register_script(WAITING)
         super().__init__()
 
@@ -111,11 +135,27 @@ class AtomicRedisLockStore(LockStore):
     async def lock(
         self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME, wait_time_in_seconds: float = 1
     ) -> AsyncGenerator[TicketLock, None]:
-        ticket = self.issue_ticket(conversation_id, lock_lifetime)
+        lease = min(LEASE_S, lock_lifetime)
+        ticket = self.issue_ticket(conversation_id, lease)
+        renewal = asyncio.ensure_future(self._renew_lease(conversation_id, ticket, lease, lock_lifetime))
         try:
             yield await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
         finally:
+            renewal.cancel()
             self.cleanup(conversation_id, ticket)
+
+    async def _renew_lease(self, conversation_id: str, ticket: int, lease: float, lifetime: float) -> None:
+        """Keep the ticket alive while this frontend waits or serves, until the lock lifetime."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + lifetime
+        while ends - loop.time() > lease / 3:
+            await asyncio.sleep(lease / 3)
+            try:
+                args = [ticket, max(1, int(min(lease, ends - loop.time()) * 1000))]
+                if not int(self._renew(keys=self._keys(conversation_id), args=args)):
+                    return
+            except Exception as error:  # Redis away for a moment: the next round tries again
+                logger.warning(f"Could not renew the lock of '{conversation_id}': {error}")
 
     async def _acquire_lock(self, conversation_id: str, ticket: int, wait_time_in_seconds: float) -> TicketLock:
         # Poll fast first, then back off to the caller's interval: a turn takes ~50-500 ms.

@@ -2,7 +2,10 @@
 
 Worker threads each hold one conversation at a time (a booking over three turns, with a fresh
 UUID sender), record every message they sent, and count failures: an HTTP error, a refused
-connection, or a reply that is not the one the conversation's context calls for.
+connection, or a reply that is not the one the conversation's context calls for. After a
+failure a worker waits (Retry-After on a 429, else a second) before it starts over, as a client
+would: retrying at once during an outage would push this one source address past the public
+LB's rate limit, and every refused retry would keep it there.
 """
 
 from __future__ import annotations
@@ -56,12 +59,14 @@ class Driver:
                 with self._lock:
                     self.sent[sender].append(message)
                 started = time.monotonic()
+                pause = 1.0  # before the next conversation, if this turn fails
                 try:
                     response = session.post(
                         f"{self.url}/webhooks/rest/webhook",
                         json={"sender": sender, "message": message},
                         timeout=60,
                     )
+                    pause = float(response.headers.get("Retry-After", pause))
                     texts = [m.get("text", "") for m in response.json() if "text" in m]
                     ok = (
                         response.status_code == 200
@@ -77,12 +82,24 @@ class Driver:
                         self.failures.append(f"{sender}: {problem}")
                         self.failed_at.append(started)
                 if problem:
+                    self._stop.wait(pause)
                     break  # this conversation is off track; start a new one
                 time.sleep(self.think_s)
 
     def failures_since(self, moment: float) -> int:
         with self._lock:
             return sum(1 for when in self.failed_at if when >= moment)
+
+    def during(self, start: float, end: float) -> tuple[int, float]:
+        """Failed requests sent from `start` until `end`, and the slowest reply of the requests
+        under way at any time in between (one sent before `start` may have been cut off)."""
+        with self._lock:
+            failed = sum(1 for when in self.failed_at if start <= when < end)
+            slowest = max(
+                (took for when, took in self.latencies if when < end and when + took >= start),
+                default=0.0,
+            )
+        return failed, slowest
 
     def successes_since(self, moment: float) -> int:
         with self._lock:
