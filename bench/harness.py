@@ -7,6 +7,7 @@ The load generator shares the cores with the cluster: figures are ratios measure
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 import gevent
 import yaml
-from locust import FastHttpUser, constant, constant_throughput, task
+from locust import FastHttpUser, constant, task
 from locust.env import Environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,12 +134,20 @@ class Greeter(FastHttpUser):
 
 
 def at_rate(per_second: float, users: int) -> type[Greeter]:
-    """Greeters that together send `per_second` requests (while replies take under
-    users / per_second seconds): the same load for every setup, unlike a closed loop, whose
-    rate follows the setup's own speed."""
+    """Greeters that together send `per_second` requests as a Poisson stream, whatever the
+    setup's speed (unlike a closed loop, whose rate follows it): each user sends at exponentially
+    distributed intervals on its own schedule, catching up when a slow reply made it late.
+    Fixed intervals would not do: users spawned together stay in step and send in bursts."""
+    per_user = per_second / users
 
     class Paced(Greeter):
-        wait_time = constant_throughput(per_second / users)
+        def on_start(self) -> None:
+            super().on_start()
+            self.next_send = time.monotonic()
+
+        def wait_time(self) -> float:
+            self.next_send += random.expovariate(per_user)
+            return max(0.0, self.next_send - time.monotonic())
 
     return Paced
 

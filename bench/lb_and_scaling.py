@@ -19,7 +19,7 @@ from harness import RESULTS, BenchCluster, Greeter, Load, at_rate, machine, meas
 USERS = 10
 SECONDS = 40
 # The equal load for the tail comparison: this share of what the SANIC_WORKERS=2 peer serves
-# flat out, sent at a fixed rate by enough users that none of them waits on a slow reply.
+# flat out, sent as a Poisson stream by enough users that few of them wait on a slow reply.
 EQUAL_LOAD_SHARE = 0.75
 PACED_USERS = 40
 # A per-server maxconn HAProxy never reaches: the Rasa process's own workers do all the queueing.
@@ -40,8 +40,9 @@ def main() -> None:
         f"{USERS} closed-loop users (conversations of {Greeter.turns_per_conversation} turns), "
         "load generator on the same cores; "
         f"{SECONDS} s per row (the LB overhead rows: twice {SECONDS // 2} s, in the order direct, "
-        "LB, LB, direct, so that a drift over time cancels). The `at … req/s` rows send one "
-        "fixed rate to each setup.",
+        "LB, LB, direct, so that a drift over time cancels). The `at … req/s` rows send each "
+        f"setup the same Poisson stream of requests ({PACED_USERS} users, each sending at "
+        "exponentially distributed intervals).",
         "",
         "| setup | req/s | p50 ms | p99 ms | requests | failed |",
         "|---|---|---|---|---|---|",
