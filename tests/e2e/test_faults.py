@@ -45,9 +45,9 @@ def lb_states(cluster: E2ECluster) -> dict[str, str] | None:
 
 
 def wait_until_back_up(cluster: E2ECluster, crashed: str, timeout: float = 240) -> float:
-    """Seconds until every replica is UP in its LB again, once the LB has seen `crashed` DOWN
-    (a replica that restarts faster than the health checks notice is never DOWN: then once
-    they have had their time, `fall` × `inter` with room to spare)."""
+    """Seconds until every replica is UP in its LB again, counted once the LB has seen `crashed`
+    DOWN, or after 15 s (well past the checks' fall × inter) for a replica that restarted before
+    the LB noticed."""
     started = time.monotonic()
     seen_down = False
     while (elapsed := time.monotonic() - started) < timeout:
