@@ -90,11 +90,15 @@ class Driver:
         with self._lock:
             return sum(1 for when in self.failed_at if when >= moment)
 
-    def during(self, start: float, end: float) -> tuple[int, float]:
-        """Failed requests sent from `start` until `end`, and the slowest reply of the requests
-        under way at any time in between (one sent before `start` may have been cut off)."""
+    def during(self, start: float, end: float) -> tuple[list[str], float]:
+        """The failures of requests sent from `start` until `end`, and the slowest reply of the
+        requests under way at any time in between (one sent before `start` may have been cut off)."""
         with self._lock:
-            failed = sum(1 for when in self.failed_at if start <= when < end)
+            failed = [
+                f
+                for f, when in zip(self.failures, self.failed_at, strict=True)
+                if start <= when < end
+            ]
             slowest = max(
                 (took for when, took in self.latencies if when < end and when + took >= start),
                 default=0.0,
