@@ -20,11 +20,17 @@ import gevent
 import yaml
 from locust import FastHttpUser, constant, task
 from locust.env import Environment
+from locust.stats import StatsEntry
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PUBLIC_PORT = 28080
 FRONTEND_BASE = 25005
+# Fresh Rasa processes answer several times slower for about their first 10 s under load
+# (measured at 46 req/s just after `up`: p50 230-480 ms, then 40-110 ms), so every deployment is
+# warmed with this much closed-loop load before anything is measured on it.
+WARM_USERS = 10
+WARM_S = 20
 
 
 def commit() -> str:
@@ -57,7 +63,11 @@ def syrcad(*args: str) -> str:
 
 @dataclass
 class BenchCluster:
+    """A cluster on this machine's engine; a second one, beside it, needs its own name and ports."""
+
     folder: Path
+    name: str = "bench"
+    port_offset: int = 0
 
     @property
     def hosts(self) -> Path:
@@ -65,50 +75,94 @@ class BenchCluster:
 
     def configure(self, frontends: int, sanic_workers: int = 1, maxconn: int = 2) -> None:
         document = yaml.safe_load((ROOT / "examples" / "local.yml").read_text(encoding="utf-8"))
-        document.update(name="bench", deploy_dir=str(self.folder / "deploy"))
+        document.update(name=self.name, deploy_dir=str(self.folder / "deploy"))
+        offset = self.port_offset
         document["project"] = {"path": str(ROOT / "bot"), "actions": str(ROOT / "actions")}
         document["services"] = {
             "frontend": {
                 "replicas": frontends,
-                "base_port": FRONTEND_BASE,
+                "base_port": FRONTEND_BASE + offset,
                 "sanic_workers": sanic_workers,
                 "maxconn": maxconn,
             },
-            "action": {"replicas": 1, "base_port": 25055},
+            "action": {"replicas": 1, "base_port": 25055 + offset},
             "lb": {
-                "public_port": PUBLIC_PORT,
-                "api_port": 28005,
-                "action_port": 28055,
-                "stats_port": 28404,
-                "action_stats_port": 28405,
+                "public_port": PUBLIC_PORT + offset,
+                "api_port": 28005 + offset,
+                "action_port": 28055 + offset,
+                "stats_port": 28404 + offset,
+                "action_stats_port": 28405 + offset,
                 "rate_limit": {"requests": 1_000_000, "period_s": 10},
             },
         }
-        document["stores"] = {"tracker": {"port": 47017}, "lock": {"port": 46379}}
+        document["stores"] = {"tracker": {"port": 47017 + offset}, "lock": {"port": 46379 + offset}}
         self.hosts.write_text(yaml.safe_dump(document), encoding="utf-8")
         self.hosts.with_name("hosts.state.yml").unlink(missing_ok=True)
 
     def up(self) -> float:
+        """Deploy and warm; returns the seconds `syrcad up` took to have every replica ready."""
         started = time.monotonic()
         syrcad("up", "--hosts", str(self.hosts))
-        return time.monotonic() - started
+        ready_s = time.monotonic() - started
+        self.warm()
+        return ready_s
+
+    def scale(self, frontends: int) -> float:
+        """Scale and warm; returns the seconds `syrcad scale` took."""
+        started = time.monotonic()
+        syrcad("scale", f"frontend={frontends}", "--hosts", str(self.hosts))
+        scale_s = time.monotonic() - started
+        self.warm()
+        return scale_s
+
+    def warm(self) -> None:
+        measure(self.public, WARM_USERS, WARM_S, warmup=0)
 
     def down(self) -> None:
         syrcad("down", "--volumes", "--hosts", str(self.hosts))
 
-    public = f"http://127.0.0.1:{PUBLIC_PORT}"
-    direct = f"http://127.0.0.1:{FRONTEND_BASE}"
+    @property
+    def public(self) -> str:
+        return f"http://127.0.0.1:{PUBLIC_PORT + self.port_offset}"
+
+    @property
+    def direct(self) -> str:
+        return f"http://127.0.0.1:{FRONTEND_BASE + self.port_offset}"
 
 
 @dataclass
 class Load:
-    requests: int
-    failures: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    min_ms: float
-    max_ms: float
+    """What one run measured, or several runs of one setup pooled with `+`: percentiles over
+    every request of every run, the rate over their summed time."""
+
+    stats: StatsEntry
+    seconds: float
+
+    @property
+    def requests(self) -> int:
+        return self.stats.num_requests
+
+    @property
+    def failures(self) -> int:
+        return self.stats.num_failures
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def p50_ms(self) -> float:
+        return self.stats.get_response_time_percentile(0.5) or 0
+
+    @property
+    def p99_ms(self) -> float:
+        return self.stats.get_response_time_percentile(0.99) or 0
+
+    def __add__(self, other: Load) -> Load:
+        pooled = StatsEntry(self.stats.stats, "pooled", "")
+        pooled.extend(self.stats)
+        pooled.extend(other.stats)
+        return Load(pooled, self.seconds + other.seconds)
 
 
 class Greeter(FastHttpUser):
@@ -162,16 +216,6 @@ def measure(url: str, users: int, seconds: float, warmup: float = 5, user: Any =
     env.stats.reset_all()
     started = time.monotonic()
     gevent.sleep(seconds)
-    elapsed = time.monotonic() - started
-    total = env.stats.total
-    load = Load(
-        total.num_requests,
-        total.num_failures,
-        total.num_requests / elapsed,
-        total.get_response_time_percentile(0.5) or 0,
-        total.get_response_time_percentile(0.99) or 0,
-        total.min_response_time or 0,
-        total.max_response_time or 0,
-    )
+    load = Load(env.stats.total, time.monotonic() - started)
     runner.quit()
     return load

@@ -1,20 +1,20 @@
-"""Benchmarks 1, 2 and 4 of the load-testing issue, on one bench cluster:
+"""Benchmarks 1, 2 and 4 of the load-testing issue, on one bench cluster and a peer beside it:
 
 1. LB overhead: one frontend, direct vs through the public LB (throughput ratio, p99 difference).
 2. Scale-out: 1 vs 2 frontends through the LB, beside one frontend with SANIC_WORKERS=2
    (Rasa's own answer), and the p99 of 2 frontends vs SANIC_WORKERS=2 at equal load.
 4. Time to ready: `syrcad up` from nothing (images present) and one `scale` step.
 
-    python bench/lb_and_scaling.py     # about 20 minutes; writes bench/results/lb_and_scaling.md
+    python bench/lb_and_scaling.py     # about 15 minutes; writes bench/results/lb_and_scaling.md
 """
 
 from __future__ import annotations
 
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-from harness import RESULTS, BenchCluster, Greeter, Load, at_rate, machine, measure, syrcad
+from harness import RESULTS, BenchCluster, Greeter, Load, at_rate, machine, measure
 
 USERS = 10
 SECONDS = 40
@@ -22,6 +22,12 @@ SECONDS = 40
 # flat out, sent as a Poisson stream by enough users that few of them wait on a slow reply.
 EQUAL_LOAD_SHARES = (0.5, 0.75)
 PACED_USERS = 40
+# This machine's speed drifts by up to a quarter within minutes (the CPU time Rasa spends per
+# request, per container, went from 23 to 29 ms between two runs of one setup). So 2 frontends
+# and the SANIC_WORKERS=2 peer stand side by side as two clusters, the idle one costing next to
+# nothing, and take turns in short runs that are pooled: a drift then hits both alike.
+TAIL_ROUNDS = 4
+TAIL_SECONDS = 20
 # A per-server maxconn HAProxy never reaches: the Rasa process's own workers do all the queueing.
 NO_LB_QUEUE = 10_000
 
@@ -38,11 +44,13 @@ def main() -> None:
         f"# LB overhead and scale-out ({machine()})",
         "",
         f"{USERS} closed-loop users (conversations of {Greeter.turns_per_conversation} turns), "
-        "load generator on the same cores; "
+        "load generator on the same cores, every deployment warmed before it is measured; "
         f"{SECONDS} s per row (the LB overhead rows: twice {SECONDS // 2} s, in the order direct, "
         "LB, LB, direct, so that a drift over time cancels). The `at … req/s` rows send each "
         f"setup the same Poisson stream of requests ({PACED_USERS} users, each sending at "
-        "exponentially distributed intervals).",
+        "exponentially distributed intervals). 2 frontends and SANIC_WORKERS=2 (flat out and "
+        "paced) run side by side as two clusters and take turns, "
+        f"{TAIL_ROUNDS} runs of {TAIL_SECONDS} s each, pooled.",
         "",
         "| setup | req/s | p50 ms | p99 ms | requests | failed |",
         "|---|---|---|---|---|---|",
@@ -52,50 +60,38 @@ def main() -> None:
         cluster.configure(frontends=1)
         up_s = cluster.up()
         half = SECONDS // 2
-        direct_a = measure(cluster.direct, USERS, half)
-        via_lb_a = measure(cluster.public, USERS, half)
-        via_lb_b = measure(cluster.public, USERS, half)
-        direct_b = measure(cluster.direct, USERS, half)
-        direct, via_lb = combined(direct_a, direct_b), combined(via_lb_a, via_lb_b)
+        direct = measure(cluster.direct, USERS, half)
+        via_lb = measure(cluster.public, USERS, half) + measure(cluster.public, USERS, half)
+        direct += measure(cluster.direct, USERS, half)
         lines += [row("1 frontend, direct", direct), row("1 frontend, through the LB", via_lb)]
 
-        started = time.monotonic()
-        syrcad("scale", "frontend=2", "--hosts", str(cluster.hosts))
-        scale_s = time.monotonic() - started
-        two = measure(cluster.public, USERS, SECONDS)
-        lines.append(row("2 frontends, through the LB", two))
-
-        cluster.configure(frontends=1, sanic_workers=2, maxconn=NO_LB_QUEUE)
-        cluster.up()
-        own = measure(cluster.public, USERS, SECONDS)
+        scale_s = cluster.scale(frontends=2)
+        peer = BenchCluster(Path(scratch) / "peer", name="benchpeer", port_offset=100)
+        peer.folder.mkdir()
+        peer.configure(frontends=1, sanic_workers=2)
+        peer.up()
+        queued = measure(peer.public, USERS, SECONDS)
+        peer.configure(frontends=1, sanic_workers=2, maxconn=NO_LB_QUEUE)
+        peer.up()
+        two, own = taking_turns(cluster, peer, flat_out)
         rates = [share * own.rps for share in EQUAL_LOAD_SHARES]
-        own_paced = paced_runs(cluster, rates)
-
-        cluster.configure(frontends=1, sanic_workers=2)
-        cluster.up()
-        queued = measure(cluster.public, USERS, SECONDS)
-        queued_paced = paced_runs(cluster, rates)
-
-        cluster.configure(frontends=2)
-        cluster.up()
-        two_paced = paced_runs(cluster, rates)
-        lines += [
-            row("1 frontend, SANIC_WORKERS=2 + Redis lock store (Rasa's own queueing)", own),
-            row("1 frontend, SANIC_WORKERS=2, queued by the LB (maxconn 2 per process)", queued),
-        ]
-        for rate in rates:
-            lines += [
-                row(f"2 frontends at {rate:.1f} req/s", two_paced[rate]),
-                row(f"SANIC_WORKERS=2 (Rasa's own queueing) at {rate:.1f} req/s", own_paced[rate]),
-                row(f"SANIC_WORKERS=2, queued by the LB, at {rate:.1f} req/s", queued_paced[rate]),
-            ]
+        paced = {rate: taking_turns(cluster, peer, paced_at(rate)) for rate in rates}
+        peer.down()
         cluster.down()
+    lines += [
+        row("2 frontends, through the LB", two),
+        row("1 frontend, SANIC_WORKERS=2 + Redis lock store (Rasa's own queueing)", own),
+        row("1 frontend, SANIC_WORKERS=2, queued by the LB (maxconn 2 per process)", queued),
+    ]
+    for rate, (two_paced, own_paced) in paced.items():
+        lines += [
+            row(f"2 frontends at {rate:.1f} req/s", two_paced),
+            row(f"SANIC_WORKERS=2 (Rasa's own queueing) at {rate:.1f} req/s", own_paced),
+        ]
     tails = [
         f"- tail at equal load ({rate:.1f} req/s, {share:.0%} of what SANIC_WORKERS=2 serves flat "
         f"out): p99 2 frontends / p99 SANIC_WORKERS=2 = "
-        f"{two_paced[rate].p99_ms / own_paced[rate].p99_ms:.2f} (target ≤ 0.8); against "
-        f"SANIC_WORKERS=2 behind the same LB queue: "
-        f"{two_paced[rate].p99_ms / queued_paced[rate].p99_ms:.2f}"
+        f"{paced[rate][0].p99_ms / paced[rate][1].p99_ms:.2f} (target ≤ 0.8)"
         for share, rate in zip(EQUAL_LOAD_SHARES, rates, strict=True)
     ]
     lines += [
@@ -112,25 +108,26 @@ def main() -> None:
     print(text)
 
 
-def paced_runs(cluster: BenchCluster, rates: list[float]) -> dict[float, Load]:
-    """The setup now deployed, under the same Poisson stream at each rate."""
-    return {
-        rate: measure(cluster.public, PACED_USERS, SECONDS, user=at_rate(rate, PACED_USERS))
-        for rate in rates
-    }
+def flat_out(url: str) -> Load:
+    return measure(url, USERS, TAIL_SECONDS)
 
 
-def combined(first: Load, second: Load) -> Load:
-    """Two equally long runs of one setup as one: counts add up; rates and percentiles are averaged."""
-    return Load(
-        first.requests + second.requests,
-        first.failures + second.failures,
-        (first.rps + second.rps) / 2,
-        (first.p50_ms + second.p50_ms) / 2,
-        (first.p99_ms + second.p99_ms) / 2,
-        min(first.min_ms, second.min_ms),
-        max(first.max_ms, second.max_ms),
-    )
+def paced_at(rate: float) -> Callable[[str], Load]:
+    def run(url: str) -> Load:
+        return measure(url, PACED_USERS, TAIL_SECONDS, user=at_rate(rate, PACED_USERS))
+
+    return run
+
+
+def taking_turns(
+    first: BenchCluster, second: BenchCluster, run: Callable[[str], Load]
+) -> tuple[Load, Load]:
+    """`run` against each cluster in turn, TAIL_ROUNDS times; each cluster's runs pooled."""
+    on_first, on_second = run(first.public), run(second.public)
+    for _ in range(TAIL_ROUNDS - 1):
+        on_first += run(first.public)
+        on_second += run(second.public)
+    return on_first, on_second
 
 
 if __name__ == "__main__":
