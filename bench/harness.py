@@ -34,8 +34,9 @@ WARM_S = 20
 
 
 def commit() -> str:
+    """The commit measured; "-dirty" when the working tree had changes (figures of a draft)."""
     done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
+        ["git", "describe", "--always", "--dirty"],
         capture_output=True,
         text=True,
         cwd=ROOT,
