@@ -102,19 +102,19 @@ class BenchCluster:
 
     def up(self) -> float:
         """Deploy and warm; returns the seconds `syrcad up` took to have every replica ready."""
-        started = time.monotonic()
-        syrcad("up", "--hosts", str(self.hosts))
-        ready_s = time.monotonic() - started
-        self.warm()
-        return ready_s
+        return self.timed_then_warmed("up")
 
     def scale(self, frontends: int) -> float:
         """Scale and warm; returns the seconds `syrcad scale` took."""
+        return self.timed_then_warmed("scale", f"frontend={frontends}")
+
+    def timed_then_warmed(self, *command: str) -> float:
+        """The seconds `syrcad COMMAND` took on this cluster; the warm-up after it not counted."""
         started = time.monotonic()
-        syrcad("scale", f"frontend={frontends}", "--hosts", str(self.hosts))
-        scale_s = time.monotonic() - started
+        syrcad(*command, "--hosts", str(self.hosts))
+        took_s = time.monotonic() - started
         self.warm()
-        return scale_s
+        return took_s
 
     def warm(self) -> None:
         measure(self.public, WARM_USERS, WARM_S, warmup=0)
