@@ -54,8 +54,10 @@ def main() -> None:
         "CPU in % of one core, averaged over the run.",
         "",
     ]
-    with tempfile.TemporaryDirectory(prefix="syrcad-bench-") as scratch:
-        cluster = BenchCluster(Path(scratch))
+    with (
+        tempfile.TemporaryDirectory(prefix="syrcad-bench-") as scratch,
+        BenchCluster(Path(scratch)) as cluster,
+    ):
         for frontends in (1, 2):
             cluster.configure(frontends=frontends)
             cluster.up()
@@ -83,7 +85,6 @@ def main() -> None:
             ]
             lines += block
             print("\n".join(block), flush=True)
-        cluster.down()
     (RESULTS / "cpu_share.md").write_text("\n".join(lines), encoding="utf-8")
     print(f"written: {RESULTS / 'cpu_share.md'}")
 

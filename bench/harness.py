@@ -6,6 +6,7 @@ The load generator shares the cores with the cluster: figures are ratios measure
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import subprocess
@@ -64,11 +65,20 @@ def syrcad(*args: str) -> str:
 
 @dataclass
 class BenchCluster:
-    """A cluster on this machine's engine; a second one, beside it, needs its own name and ports."""
+    """A cluster on this machine's engine; a second one, beside it, needs its own name and ports.
+    Used as a context manager, it is taken down with its volumes however the block ends, so a
+    bench that fails half-way leaves nothing running on the engine."""
 
     folder: Path
     name: str = "bench"
     port_offset: int = 0
+
+    def __enter__(self) -> BenchCluster:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.hosts.exists():
+            self.down()
 
     @property
     def hosts(self) -> Path:
@@ -76,6 +86,7 @@ class BenchCluster:
 
     def configure(self, frontends: int, sanic_workers: int = 1, maxconn: int = 2) -> None:
         document = yaml.safe_load((ROOT / "examples" / "local.yml").read_text(encoding="utf-8"))
+        self.folder.mkdir(parents=True, exist_ok=True)
         document.update(name=self.name, deploy_dir=str(self.folder / "deploy"))
         offset = self.port_offset
         document["project"] = {"path": str(ROOT / "bot"), "actions": str(ROOT / "actions")}
@@ -188,20 +199,24 @@ class Greeter(FastHttpUser):
         )
 
 
-def at_rate(per_second: float, users: int) -> type[Greeter]:
+def at_rate(per_second: float, users: int, seed: int = 0) -> type[Greeter]:
     """Greeters that together send `per_second` requests as a Poisson stream, whatever the
     setup's speed (unlike a closed loop, whose rate follows it): each user sends at exponentially
     distributed intervals on its own schedule, catching up when a slow reply made it late.
-    Fixed intervals would not do: users spawned together stay in step and send in bursts."""
+    Fixed intervals would not do: users spawned together stay in step and send in bursts.
+    The same seed gives the same stream, so two setups compared at one seed meet the same bursts
+    and the burst-to-burst luck drops out of their difference."""
     per_user = per_second / users
+    spawned = itertools.count()
 
     class Paced(Greeter):
         def on_start(self) -> None:
             super().on_start()
+            self.intervals = random.Random(f"{seed}/{next(spawned)}")
             self.next_send = time.monotonic()
 
         def wait_time(self) -> float:
-            self.next_send += random.expovariate(per_user)
+            self.next_send += self.intervals.expovariate(per_user)
             return max(0.0, self.next_send - time.monotonic())
 
     return Paced

@@ -25,8 +25,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="syrcad-bench-") as scratch:
-        cluster = BenchCluster(Path(scratch))
+    with (
+        tempfile.TemporaryDirectory(prefix="syrcad-bench-") as scratch,
+        BenchCluster(Path(scratch)) as cluster,
+    ):
         cluster.configure(frontends=2)
         cluster.up()
         driver = Driver(cluster.public, workers=4).start()
@@ -45,9 +47,8 @@ def main() -> None:
             for line in output.splitlines()
             if "boot " in line
         ]
-        cluster.down()
-    steady = [s for when, s in driver.latencies if when < change_started]
-    during = [s for when, s in driver.latencies if change_started <= when <= change_ended]
+    steady = [e.took_s for e in driver.exchanges if e.sent_at < change_started]
+    during = [e.took_s for e in driver.exchanges if change_started <= e.sent_at <= change_ended]
     lines = [
         f"# Scale and rollout under load ({machine()})",
         "",
@@ -59,7 +60,7 @@ def main() -> None:
         f"| during scale + rollout ({change_ended - change_started:.0f} s) | {len(during)} | "
         f"{percentile(during, 0.5):.0f} | {percentile(during, 0.99):.0f} |",
         "",
-        f"- failed requests: {len(driver.failures)} of {len(driver.latencies)}",
+        f"- failed requests: {len(driver.failures)} of {len(driver.exchanges)}",
         f"- `syrcad scale frontend=3` until the new replica serves: {to_serve:.1f} s"
         + (f" (its Rasa boot: {statistics.mean(boot):.1f} s)" if boot else ""),
     ]

@@ -53,13 +53,14 @@ def bursts(url: str, out: Path) -> dict[int, tuple[float, float]]:
 
 def main() -> None:
     measured: dict[int, dict[int, tuple[float, float]]] = {}
-    with tempfile.TemporaryDirectory(prefix="syrcad-bench-") as scratch:
-        cluster = BenchCluster(Path(scratch))
+    with (
+        tempfile.TemporaryDirectory(prefix="syrcad-bench-") as scratch,
+        BenchCluster(Path(scratch)) as cluster,
+    ):
         for frontends in (1, 2):
             cluster.configure(frontends=frontends)
             cluster.up()
             measured[frontends] = bursts(cluster.public, Path(scratch))
-        cluster.down()
     lines = [
         f"# N requests within one second: latency range in seconds ({machine()})",
         "",
