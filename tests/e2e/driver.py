@@ -1,8 +1,9 @@
 """Conversations with known content, to check afterwards that no event was lost.
 
 Worker threads each hold one conversation at a time (a booking over three turns, with a fresh
-UUID sender), record every message they sent, and count failures: an HTTP error, a refused
-connection, or a reply that is not the one the conversation's context calls for. After a
+UUID sender) and record each message sent and what came of it (an `Exchange`). A failure is an
+HTTP error, a refused connection, or a reply that is not the one the conversation's context
+calls for; tests tell these apart by the fields, not by the wording of a message. After a
 failure a worker waits (Retry-After on a 429, else a second) before it starts over, as a client
 would: retrying at once during an outage would push this one source address past the public
 LB's rate limit, and every refused retry would keep it there.
@@ -26,15 +27,41 @@ TURNS = (
 )
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One message a worker sent, and what came back."""
+
+    sender: str
+    message: str
+    expected: str  # how the reply the conversation's context calls for begins
+    sent_at: float  # time.monotonic()
+    took_s: float
+    status: int | None = None  # None: no HTTP response at all (refused, reset, timed out)
+    reply: str | None = None  # the reply's first text, if it had one
+    error: str = ""  # what went wrong before a reply could be read
+    retry_after_s: float = 1.0  # how long a client waits before it starts over, after a failure
+
+    @property
+    def failed(self) -> bool:
+        return not (self.status == 200 and (self.reply or "").startswith(self.expected))
+
+    @property
+    def wrong_reply(self) -> bool:
+        """Answered (200, with text), but not with what the conversation's context calls for."""
+        return self.failed and self.status == 200 and self.reply is not None
+
+    def __str__(self) -> str:
+        outcome = self.error or f"{self.status} {self.reply!r}"
+        return f"{self.sender}: {outcome} to {self.message!r}"
+
+
 @dataclass
 class Driver:
     url: str
     workers: int = 4
     think_s: float = 0.2
     sent: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    failures: list[str] = field(default_factory=list)
-    failed_at: list[float] = field(default_factory=list)
-    latencies: list[tuple[float, float]] = field(default_factory=list)  # (when, seconds)
+    exchanges: list[Exchange] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,57 +85,64 @@ class Driver:
             for message, expected in TURNS:
                 with self._lock:
                     self.sent[sender].append(message)
-                started = time.monotonic()
-                pause = 1.0  # before the next conversation, if this turn fails
-                try:
-                    response = session.post(
-                        f"{self.url}/webhooks/rest/webhook",
-                        json={"sender": sender, "message": message},
-                        timeout=60,
-                    )
-                    pause = float(response.headers.get("Retry-After", pause))
-                    texts = [m.get("text", "") for m in response.json() if "text" in m]
-                    ok = (
-                        response.status_code == 200
-                        and bool(texts)
-                        and texts[0].startswith(expected)
-                    )
-                    problem = "" if ok else f"{response.status_code} {texts[:1]} to {message!r}"
-                except (requests.RequestException, ValueError) as error:
-                    problem = f"{type(error).__name__}: {error}"
+                exchange = self._send(session, sender, message, expected)
                 with self._lock:
-                    self.latencies.append((started, time.monotonic() - started))
-                    if problem:
-                        self.failures.append(f"{sender}: {problem}")
-                        self.failed_at.append(started)
-                if problem:
-                    self._stop.wait(pause)
+                    self.exchanges.append(exchange)
+                if exchange.failed:
+                    self._stop.wait(exchange.retry_after_s)
                     break  # this conversation is off track; start a new one
                 time.sleep(self.think_s)
 
-    def failures_since(self, moment: float) -> int:
-        with self._lock:
-            return sum(1 for when in self.failed_at if when >= moment)
-
-    def during(self, start: float, end: float) -> tuple[list[str], float]:
-        """The failures of requests sent from `start` until `end`, and the slowest reply of the
-        requests under way at any time in between (one sent before `start` may have been cut off)."""
-        with self._lock:
-            failed = [
-                f
-                for f, when in zip(self.failures, self.failed_at, strict=True)
-                if start <= when < end
-            ]
-            slowest = max(
-                (took for when, took in self.latencies if when < end and when + took >= start),
-                default=0.0,
+    def _send(
+        self, session: requests.Session, sender: str, message: str, expected: str
+    ) -> Exchange:
+        started = time.monotonic()
+        status = reply = None
+        error = ""
+        retry_after_s = 1.0
+        try:
+            response = session.post(
+                f"{self.url}/webhooks/rest/webhook",
+                json={"sender": sender, "message": message},
+                timeout=60,
             )
-        return failed, slowest
+            status = response.status_code
+            retry_after_s = float(response.headers.get("Retry-After", retry_after_s))
+            texts = [m["text"] for m in response.json() if isinstance(m, dict) and "text" in m]
+            reply = texts[0] if texts else None
+        except (requests.RequestException, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        took_s = time.monotonic() - started
+        return Exchange(
+            sender, message, expected, started, took_s, status, reply, error, retry_after_s
+        )
+
+    @property
+    def failures(self) -> list[Exchange]:
+        with self._lock:
+            return [e for e in self.exchanges if e.failed]
+
+    def failures_since(self, moment: float) -> int:
+        return sum(1 for e in self.failures if e.sent_at >= moment)
 
     def successes_since(self, moment: float) -> int:
         with self._lock:
-            failed = sum(1 for when in self.failed_at if when >= moment)
-            return sum(1 for when, _ in self.latencies if when >= moment) - failed
+            return sum(1 for e in self.exchanges if e.sent_at >= moment and not e.failed)
+
+    def during(self, start: float, end: float) -> tuple[list[Exchange], float]:
+        """The failures of requests sent from `start` until `end`, and the slowest reply of the
+        requests under way at any time in between (one sent before `start` may have been cut off)."""
+        with self._lock:
+            failed = [e for e in self.exchanges if e.failed and start <= e.sent_at < end]
+            slowest = max(
+                (
+                    e.took_s
+                    for e in self.exchanges
+                    if e.sent_at < end and e.sent_at + e.took_s >= start
+                ),
+                default=0.0,
+            )
+        return failed, slowest
 
     def lost_or_reordered(self, mongo: Any) -> list[str]:
         """Senders whose tracker does not hold exactly the user messages sent, in order."""
