@@ -50,10 +50,6 @@ class Exchange:
         """Answered (200, with text), but not with what the conversation's context calls for."""
         return self.failed and self.status == 200 and self.reply is not None
 
-    def __str__(self) -> str:
-        outcome = self.error or f"{self.status} {self.reply!r}"
-        return f"{self.sender}: {outcome} to {self.message!r}"
-
 
 @dataclass
 class Driver:

@@ -108,7 +108,7 @@ def test_faults_under_load(cluster: E2ECluster) -> None:
         # which answers it a second time (a 200 with the next step's reply); at most one per
         # request it had under way (maxconn 2).
         replayed = [f for f in failed if f.wrong_reply]
-        assert failed == replayed and len(replayed) <= 2, [str(f) for f in failed]
+        assert failed == replayed and len(replayed) <= 2, failed
         # A request the crash cut off is retried elsewhere, and its sender's lock, held by the
         # dead frontend, frees after one lease (10 s), not Rasa's 60 s lock lifetime.
         assert slowest < 20

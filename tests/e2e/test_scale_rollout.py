@@ -74,7 +74,7 @@ def test_scale_and_rollout_under_load(cluster: E2ECluster, tmp_path: Path) -> No
     assert requests_made > 200 and failed == 0, (
         f"{failed} of {requests_made} Locust requests failed"
     )
-    assert driver.failures == [], [str(f) for f in driver.failures[:5]]
+    assert driver.failures == []
     assert sum(len(m) for m in driver.sent.values()) > 100
     assert driver.lost_or_reordered(cluster.mongo()) == []
     plan = syrcad("plan", "--hosts", hosts).stdout

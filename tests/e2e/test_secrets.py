@@ -35,7 +35,7 @@ def test_rotate_every_secret_under_load(cluster: E2ECluster) -> None:
     new = read(secrets_path(cluster.hosts_file))
     assert new is not None
     cluster.secrets = new
-    assert driver.failures == [], [str(f) for f in driver.failures[:5]]
+    assert driver.failures == [], driver.failures[:5]
     assert driver.lost_or_reordered(cluster.mongo()) == []
     assert store_ids(cluster) == stores_before  # Mongo and Redis were not recreated
 
