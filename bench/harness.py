@@ -9,10 +9,13 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
+import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,8 @@ import gevent
 import yaml
 from locust import FastHttpUser, constant, task
 from locust.env import Environment
-from locust.stats import StatsEntry
+
+from syrcad.apply.haproxy import RUNTIME_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -32,6 +36,8 @@ FRONTEND_BASE = 25005
 # warmed with this much closed-loop load before anything is measured on it.
 WARM_USERS = 10
 WARM_S = 20
+# An LB log line: ... frontends/frontend-1 TR/Tw/Tc/Tr/Ta STATUS ..., timers in ms.
+LB_TIMERS = re.compile(r" frontends/\S+ (-?\d+)/(-?\d+)/(-?\d+)/(-?\d+)/(\d+) \d{3} ")
 
 
 def commit() -> str:
@@ -133,6 +139,42 @@ class BenchCluster:
     def down(self) -> None:
         syrcad("down", "--volumes", "--hosts", str(self.hosts))
 
+    def lb_own_ms(self, since: float) -> list[float]:
+        """For every request the public LB served since the Unix time `since`, the milliseconds
+        HAProxy added itself: its whole time on the request (Ta) less the time the request waited
+        in its queue (Tw) and the time the frontend took to answer (Tr). Its timers count whole
+        milliseconds, finer than any difference of end-to-end percentiles can show here."""
+        log = subprocess.run(
+            ["docker", "logs", "--since", f"{since:.3f}", f"{self.name}-lb-1-1"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return [
+            float(total - queued - answered)
+            for _, queued, _, answered, total in (
+                map(int, timers.groups()) for timers in LB_TIMERS.finditer(log)
+            )
+            if queued >= 0 and answered >= 0
+        ]
+
+    def set_maxconn(self, maxconn: int) -> None:
+        """What `services.frontend.maxconn` renders, set on the running LB through HAProxy's
+        runtime API instead: no reload, so one cluster can take turns with itself, and a
+        comparison of two values is not one of two clusters (whose speeds differ by up to a
+        tenth however alike they are made)."""
+        document = yaml.safe_load(self.hosts.read_text(encoding="utf-8"))
+        replicas = document["services"]["frontend"]["replicas"]
+        commands = "; ".join(
+            f"set maxconn server frontends/frontend-{n} {maxconn}" for n in range(1, replicas + 1)
+        )
+        talk = f'exec 3<>/dev/tcp/127.0.0.1/{RUNTIME_PORT} && printf "%s\\n" "$1" >&3 && cat <&3'
+        subprocess.run(
+            ["docker", "exec", f"{self.name}-lb-1-1", "bash", "-c", talk, "bench", commands],
+            capture_output=True,
+            check=True,
+        )
+
     @property
     def public(self) -> str:
         return f"http://127.0.0.1:{PUBLIC_PORT + self.port_offset}"
@@ -142,21 +184,43 @@ class BenchCluster:
         return f"http://127.0.0.1:{FRONTEND_BASE + self.port_offset}"
 
 
+def percentile(values_ms: list[float], q: float) -> float:
+    """The `q` quantile (0.5, 0.99) of exact times; Locust's own statistics round to 10 ms above
+    100 ms, a step as big as the differences the benchmarks look for."""
+    if len(values_ms) < 2:
+        return values_ms[0] if values_ms else 0.0
+    return statistics.quantiles(values_ms, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+def interval(
+    statistic: Callable[[list[float], list[float]], float],
+    first: list[float],
+    second: list[float],
+    resamples: int = 400,
+) -> tuple[float, float]:
+    """The 95 % bootstrap interval of `statistic(first, second)`: how far the figure moves when
+    other requests, drawn from the same runs, happen to be the slow ones. A figure whose interval
+    straddles the target is not settled by the run either way."""
+    draw = random.Random(0)
+    values = sorted(
+        statistic(draw.choices(first, k=len(first)), draw.choices(second, k=len(second)))
+        for _ in range(resamples)
+    )
+    return values[int(0.025 * resamples)], values[int(0.975 * resamples) - 1]
+
+
 @dataclass
 class Load:
-    """What one run measured, or several runs of one setup pooled with `+`: percentiles over
-    every request of every run, the rate over their summed time."""
+    """What one run measured, or several runs of one setup pooled with `+`: every request's
+    response time, the failures among them, and the seconds measured."""
 
-    stats: StatsEntry
+    times_ms: list[float]
+    failures: int
     seconds: float
 
     @property
     def requests(self) -> int:
-        return self.stats.num_requests
-
-    @property
-    def failures(self) -> int:
-        return self.stats.num_failures
+        return len(self.times_ms)
 
     @property
     def rps(self) -> float:
@@ -164,17 +228,18 @@ class Load:
 
     @property
     def p50_ms(self) -> float:
-        return self.stats.get_response_time_percentile(0.5) or 0
+        return percentile(self.times_ms, 0.5)
 
     @property
     def p99_ms(self) -> float:
-        return self.stats.get_response_time_percentile(0.99) or 0
+        return percentile(self.times_ms, 0.99)
 
     def __add__(self, other: Load) -> Load:
-        pooled = StatsEntry(self.stats.stats, "pooled", "")
-        pooled.extend(self.stats)
-        pooled.extend(other.stats)
-        return Load(pooled, self.seconds + other.seconds)
+        return Load(
+            self.times_ms + other.times_ms,
+            self.failures + other.failures,
+            self.seconds + other.seconds,
+        )
 
 
 class Greeter(FastHttpUser):
@@ -223,15 +288,21 @@ def at_rate(per_second: float, users: int, seed: int = 0) -> type[Greeter]:
 
 
 def measure(url: str, users: int, seconds: float, warmup: float = 5, user: Any = Greeter) -> Load:
-    """Run `users` users of class `user` against `url`; stats of `seconds` after a warm-up."""
+    """Run `users` users of class `user` against `url`; every request of `seconds` after a warm-up."""
     user.host = url
     env = Environment(user_classes=[user])
+    outcomes: list[tuple[float, bool]] = []
+
+    def record(response_time: float, exception: BaseException | None, **_: Any) -> None:
+        outcomes.append((response_time, exception is not None))
+
+    env.events.request.add_listener(record)
     runner = env.create_local_runner()
     runner.start(users, spawn_rate=users)
     gevent.sleep(warmup)
-    env.stats.reset_all()
+    outcomes.clear()
     started = time.monotonic()
     gevent.sleep(seconds)
-    load = Load(env.stats.total, time.monotonic() - started)
+    measured, elapsed = list(outcomes), time.monotonic() - started
     runner.quit()
-    return load
+    return Load([t for t, _ in measured], sum(failed for _, failed in measured), elapsed)

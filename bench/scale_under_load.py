@@ -13,15 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import RESULTS, ROOT, BenchCluster, machine, syrcad
+from harness import RESULTS, ROOT, BenchCluster, machine, percentile, syrcad
 
 sys.path.insert(0, str(ROOT))
 from tests.e2e.driver import Driver
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
 
 
 def main() -> None:
@@ -47,8 +42,10 @@ def main() -> None:
             for line in output.splitlines()
             if "boot " in line
         ]
-    steady = [e.took_s for e in driver.exchanges if e.sent_at < change_started]
-    during = [e.took_s for e in driver.exchanges if change_started <= e.sent_at <= change_ended]
+    steady = [e.took_s * 1000 for e in driver.exchanges if e.sent_at < change_started]
+    during = [
+        e.took_s * 1000 for e in driver.exchanges if change_started <= e.sent_at <= change_ended
+    ]
     lines = [
         f"# Scale and rollout under load ({machine()})",
         "",
