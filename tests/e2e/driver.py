@@ -126,19 +126,13 @@ class Driver:
             return sum(1 for e in self.exchanges if e.sent_at >= moment and not e.failed)
 
     def during(self, start: float, end: float) -> tuple[list[Exchange], float]:
-        """The failures of requests sent from `start` until `end`, and the slowest reply of the
-        requests under way at any time in between (one sent before `start` may have been cut off)."""
+        """The failures, and the slowest reply, of the requests under way at any time from `start`
+        until `end`: one sent before `start` is the one a fault there may cut off."""
         with self._lock:
-            failed = [e for e in self.exchanges if e.failed and start <= e.sent_at < end]
-            slowest = max(
-                (
-                    e.took_s
-                    for e in self.exchanges
-                    if e.sent_at < end and e.sent_at + e.took_s >= start
-                ),
-                default=0.0,
-            )
-        return failed, slowest
+            under_way = [
+                e for e in self.exchanges if e.sent_at < end and e.sent_at + e.took_s >= start
+            ]
+        return [e for e in under_way if e.failed], max((e.took_s for e in under_way), default=0.0)
 
     def lost_or_reordered(self, mongo: Any) -> list[str]:
         """Senders whose tracker does not hold exactly the user messages sent, in order."""

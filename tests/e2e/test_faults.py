@@ -5,10 +5,12 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import time
 import urllib.parse
+from datetime import datetime
 
 import pytest
 import requests
@@ -44,6 +46,23 @@ def lb_states(cluster: E2ECluster) -> dict[str, str] | None:
     return {r["container"]: r["lb"] for r in rows if r["service"] in ("frontend", "action")}
 
 
+# A request's termination state and retries in the public LB's log (haproxy/public.cfg.j2).
+LB_OUTCOME = re.compile(r" (?P<state>\S{4}) \d+/\d+/\d+/\d+/(?P<retries>\+?\d+) ")
+
+
+def lb_trouble(cluster: E2ECluster, since: datetime) -> list[str]:
+    """The public LB's log since `since`, less the requests answered at the first attempt:
+    retried and cut-off requests, replicas going DOWN and UP. Shown when a check fails."""
+    log = cluster.docker("lb-1").container.logs(container("lb"), since=since)
+    assert isinstance(log, str)
+    return [
+        line
+        for line in log.splitlines()
+        if not (outcome := LB_OUTCOME.search(line))
+        or (outcome["state"], outcome["retries"]) != ("----", "0")
+    ]
+
+
 def wait_until_back_up(cluster: E2ECluster, crashed: str, timeout: float = 240) -> float:
     """Seconds until every replica is UP in its LB again, counted once the LB has seen `crashed`
     DOWN, or after 15 s (well past the checks' fall × inter) for a replica that restarted before
@@ -74,6 +93,7 @@ def wait_serving(driver: Driver, since: float, timeout: float = 120) -> float:
 
 
 def test_faults_under_load(cluster: E2ECluster) -> None:
+    started = datetime.now()
     driver = Driver(cluster.public, workers=4, think_s=0.1).start()
     faults: list[tuple[str, float, str]] = []  # (fault, when, how long until back)
     try:
@@ -108,7 +128,7 @@ def test_faults_under_load(cluster: E2ECluster) -> None:
         # which answers it a second time (a 200 with the next step's reply); at most one per
         # request it had under way (maxconn 2).
         replayed = [f for f in failed if f.wrong_reply]
-        assert failed == replayed and len(replayed) <= 2, failed
+        assert failed == replayed and len(replayed) <= 2, (failed, lb_trouble(cluster, started))
         # A request the crash cut off is retried elsewhere, and its sender's lock, held by the
         # dead frontend, frees after one lease (10 s), not Rasa's 60 s lock lifetime.
         assert slowest < 20
