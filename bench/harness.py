@@ -25,7 +25,8 @@ import yaml
 from locust import FastHttpUser, constant, task
 from locust.env import Environment
 
-from syrcad.apply.haproxy import RUNTIME_PORT
+from syrcad.apply import haproxy
+from syrcad.apply.deploy import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -163,17 +164,13 @@ class BenchCluster:
         runtime API instead: no reload, so one cluster can take turns with itself, and a
         comparison of two values is not one of two clusters (whose speeds differ by up to a
         tenth however alike they are made)."""
-        document = yaml.safe_load(self.hosts.read_text(encoding="utf-8"))
-        replicas = document["services"]["frontend"]["replicas"]
+        dep = prepare(self.hosts)
         commands = "; ".join(
-            f"set maxconn server frontends/frontend-{n} {maxconn}" for n in range(1, replicas + 1)
+            f"set maxconn server frontends/{replica.name} {maxconn}"
+            for replica in dep.placement.of("frontend")
         )
-        talk = f'exec 3<>/dev/tcp/127.0.0.1/{RUNTIME_PORT} && printf "%s\\n" "$1" >&3 && cat <&3'
-        subprocess.run(
-            ["docker", "exec", f"{self.name}-lb-1-1", "bash", "-c", talk, "bench", commands],
-            capture_output=True,
-            check=True,
-        )
+        for lb in dep.placement.of("lb"):
+            haproxy.runtime(dep.hosts[lb.host], lb.name, commands)
 
     @property
     def public(self) -> str:
