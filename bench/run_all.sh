@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other; figures land in bench/results/. Needs the demo set-up
-# (scripts/setup.sh) and a trained model. About an hour on 2 cores.
+# (scripts/setup.sh) and a trained model. About 80 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")"
 python -m pip install -q -e '..[bench]'  # Locust and matplotlib (the PNG plot)
