@@ -124,8 +124,8 @@ class FrontendService(Model):
     # Requests one Rasa process works on at once (times sanic_workers per replica); the rest wait
     # in HAProxy's one queue, where any replica that frees up takes the next (shorter tails than
     # queueing inside a busy Rasa process, whose tracker store calls block its event loop).
-    # 1 and 2 measured alike on the sample bot (bench/results/); 2 lets a process go on with
-    # another request while a turn awaits an action server, which real bots' actions make slow.
+    # 1 never measured better than 2 on the sample bot (bench/results/); 2 also lets a process go
+    # on with another request while a turn awaits an action server, which real bots make slow.
     maxconn: Annotated[int, Field(ge=1, le=10_000)] = 2
     # leastconn: every request to the least busy replica (any replica can serve any turn: shared
     # tracker and lock store). sender: hash the JSON sender so a conversation stays on one
