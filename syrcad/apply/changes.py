@@ -25,6 +25,7 @@ from syrcad.config.state import (
 )
 from syrcad.errors import ConfigError, RemoteError, SyrcadError, UsageError
 from syrcad.plan.placement import BALANCED, Container
+from syrcad.plan.readiness import ready_within_s
 
 DRAIN_TIMEOUT_S = 60
 
@@ -93,7 +94,7 @@ def scale(hosts_file: Path, counts: dict[Scalable, int], report: Reporter) -> Sc
     try:
         for host, names in new_by_host:
             host.start(names)
-        wait_ready(new_by_host, "new replicas", 420, report)
+        wait_ready(new_by_host, "new replicas", ready_within_s(added), report)
         result.seconds_to_boot = time.monotonic() - booting
     except SyrcadError:
         # Back to the old set: old files, new containers gone, drained replicas serving again.
@@ -198,7 +199,7 @@ def rollout(hosts_file: Path, service: Scalable, batch: int, report: Reporter) -
             wait_ready(
                 [(dep.hosts[c.host], [c.name]) for c in group],
                 f"{service} {start + 1}-{start + len(group)}",
-                420,
+                ready_within_s(group),
                 report,
             )
         except RemoteError as error:
@@ -253,6 +254,11 @@ def _put_back(
         host.sync(back.files)
     for replica in group:
         back.hosts[replica.host].recreate(replica.name)
-    wait_ready([(back.hosts[c.host], [c.name]) for c in group], "putting back", 420, report)
+    wait_ready(
+        [(back.hosts[c.host], [c.name]) for c in group],
+        "putting back",
+        ready_within_s(group),
+        report,
+    )
     enable(back, group)
     write_state(state_path(back.loaded.path), pinned)

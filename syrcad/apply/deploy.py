@@ -22,6 +22,7 @@ from syrcad.config.secrets import Secrets, ensure, secrets_path
 from syrcad.config.state import State, read_state, state_path
 from syrcad.errors import RemoteError, SyrcadError
 from syrcad.plan.placement import BALANCED, Container, Placement, Service
+from syrcad.plan.readiness import READY_WITHIN_S, ready_within_s
 
 STAGES: tuple[tuple[Service, ...], ...] = (
     ("mongo", "redis"),
@@ -29,14 +30,6 @@ STAGES: tuple[tuple[Service, ...], ...] = (
     ("frontend",),
     ("action-lb", "lb"),
 )
-STAGE_TIMEOUT_S: dict[Service, float] = {
-    "mongo": 120,
-    "redis": 60,
-    "action": 180,
-    "frontend": 420,
-    "action-lb": 60,
-    "lb": 60,
-}
 LOG_LINES = 30
 
 
@@ -149,7 +142,7 @@ def up(dep: Deployment, report: Reporter) -> UpResult:
             wait_ready(
                 [(h, placed[h.name]) for h in starting],
                 "/".join(stage),
-                max(STAGE_TIMEOUT_S[s] for s in stage),
+                max(READY_WITHIN_S[s] for s in stage),
                 report,
             )
     # Removes containers no longer placed (lower replica counts), once the LBs know the new set.
@@ -315,7 +308,7 @@ def _restart_changed_frontends(
         name = container.name
         if container.service == "frontend" and name in old and old[name].id == new[name].id:
             host.restart(name)
-            wait_ready([(host, [name])], name, STAGE_TIMEOUT_S["frontend"], report)
+            wait_ready([(host, [name])], name, ready_within_s([container]), report)
             restarted.append(name)
     return restarted
 

@@ -22,6 +22,7 @@ from syrcad.apply.deploy import Deployment, Reporter, prepare, reload_lbs, wait_
 from syrcad.config.model import MongoTracker
 from syrcad.config.secrets import Secrets, document, new_secret, secrets_path, write_private
 from syrcad.errors import SyrcadError, UsageError
+from syrcad.plan.readiness import ready_within_s
 
 NAMES = tuple(f.name for f in fields(Secrets))
 # Rotating these changes what the frontends were started with.
@@ -59,7 +60,12 @@ def rotate(hosts_file: Path, only: Sequence[str], report: Reporter) -> list[str]
             for replica in frontends:
                 drain(new, [replica], report)
                 new.hosts[replica.host].recreate(replica.name)
-                wait_ready([(new.hosts[replica.host], [replica.name])], replica.name, 420, report)
+                wait_ready(
+                    [(new.hosts[replica.host], [replica.name])],
+                    replica.name,
+                    ready_within_s([replica]),
+                    report,
+                )
                 enable(new, [replica])
         finally:
             reload_lbs(new, changed)

@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from syrcad.config.model import Cluster, MongoTracker
 from syrcad.config.secrets import Secrets
 from syrcad.plan.placement import Placement
+from syrcad.plan.readiness import FRONTEND_START_PERIOD_S
 from syrcad.render.context import HostContext, host_context
 from syrcad.render.templates import render_template, static
 
@@ -88,6 +89,7 @@ def _variables(ctx: HostContext) -> dict[str, object]:
         "nfs_actions_export": nfs_actions_export,
         "named_volumes": named_volumes,
         "mongo_tracker": isinstance(cluster.stores.tracker, MongoTracker),
+        "frontend_start_period_s": FRONTEND_START_PERIOD_S,
     }
 
 

@@ -1,0 +1,32 @@
+"""How long a new replica of each service may take to turn healthy. Pure data.
+
+The apply layer waits this long for a replica it started; the renderer derives the frontend
+healthcheck's start period from it, so Docker does not call a frontend unhealthy while syrcad
+still waits for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from syrcad.plan.placement import Container, Service
+
+READY_WITHIN_S: dict[Service, int] = {
+    "mongo": 120,
+    "redis": 60,
+    "action": 180,
+    # A frontend loads its model: four loading at once beside two serving at full load took
+    # over 225 s on 2 cores.
+    "frontend": 420,
+    "action-lb": 60,
+    "lb": 60,
+}
+
+# Failed checks while a frontend loads its model count as "starting" until this long after its
+# start: inside syrcad's wait by more than the checks' interval × retries (5 s × 3).
+FRONTEND_START_PERIOD_S = READY_WITHIN_S["frontend"] - 20
+
+
+def ready_within_s(containers: Iterable[Container]) -> int:
+    """How long the slowest of `containers` may take to turn healthy (0 for none: a scale-down)."""
+    return max((READY_WITHIN_S[c.service] for c in containers), default=0)
