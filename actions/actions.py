@@ -28,6 +28,8 @@ class ActionConfirmBooking(Action):
         ]
         dispatcher.utter_message(
             text=f"Booked: a table for {people} ({cuisine} cuisine). Reference {reference.upper()}.",
-            json_message={"served_by": socket.gethostname(), "reference": reference},
+            # Under "data": Rasa's socket.io channel emits a custom payload's keys as emit()'s
+            # arguments, and any other key fails the send (and every reply after it).
+            json_message={"data": {"served_by": socket.gethostname(), "reference": reference}},
         )
         return [SlotSet("cuisine", None), SlotSet("people", None)]
