@@ -26,7 +26,7 @@ from locust import FastHttpUser, constant, task
 from locust.env import Environment
 
 from syrcad.apply import haproxy
-from syrcad.apply.deploy import prepare
+from syrcad.apply.deployment import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -46,7 +46,13 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 say "Python environment (.venv)"
-[ -x .venv/bin/python ] || python3 -m venv .venv
+# The lowest Python syrcad supports (pyproject.toml), so the tests run on it where it exists.
+python=$(command -v python3.11 || command -v python3)
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "error: syrcad needs Python 3.11 or newer; $python is $("$python" --version)" >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q -e '.[dev]'
 
 # pip inside the image builds must trust the same CA as pip here (TLS-intercepting proxies).

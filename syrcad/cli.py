@@ -7,7 +7,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -18,15 +19,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from syrcad import config, plan, render
-from syrcad.apply import changes, deploy, inspect, journal
+from syrcad.apply import deployment, inspect, journal, planning
+from syrcad.apply.deployment import Reporter
+from syrcad.apply.execute import Run, execute
 from syrcad.apply.hosts import HostHandle
 from syrcad.apply.hosts import handles as hosts_of
-from syrcad.apply.progress import RichReporter
 from syrcad.config.secrets import ensure as ensure_secrets
 from syrcad.config.secrets import secrets_path
-from syrcad.config.state import SCALABLE, read_state, state_path
+from syrcad.config.state import SCALABLE, parse_counts, read_state, state_path
 from syrcad.errors import SyrcadError, UsageError
 from syrcad.loadtest import LoadOptions, locust_argv, public_url
+from syrcad.plan import commands
+from syrcad.plan.steps import Plan
+from syrcad.progress import RichReporter
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -44,6 +49,10 @@ HostsFile = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DryRun = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Print the steps it would take; change nothing, take no lock."),
+]
 
 
 LOCK_WAIT_S = {"value": 0.0}  # set by the global --lock-wait option
@@ -67,7 +76,7 @@ def options(
 def _journal(hosts: Path) -> tuple[config.Loaded, dict[str, HostHandle], Path]:
     """hosts.yml, its host handles, and this machine's audit log of the cluster."""
     loaded = config.load(hosts)
-    workspace = deploy.workspace(loaded)
+    workspace = deployment.workspace(loaded)
     log = workspace / loaded.cluster.name / journal.AUDIT_FILE
     return loaded, hosts_of(loaded.cluster, workspace), log
 
@@ -86,19 +95,20 @@ def _changing(hosts: Path) -> Iterator[None]:
         yield
 
 
-def _load(hosts: Path) -> tuple[config.Loaded, plan.Placement]:
-    """hosts.yml with the recorded state (scale, pins) applied, and its placement."""
+def _load(hosts: Path) -> tuple[config.Loaded, plan.Placement, config.Cluster]:
+    """hosts.yml with the recorded state (scale, pins) applied, its placement, and the cluster
+    as the file alone says."""
     loaded = config.load(hosts)
     cluster = read_state(state_path(loaded.path)).applied_to(loaded.cluster)
     with loaded.source.locating():
         placement = plan.place(cluster)
-    return config.Loaded(cluster, loaded.source, loaded.path), placement
+    return config.Loaded(cluster, loaded.source, loaded.path), placement, loaded.cluster
 
 
 @app.command()
 def validate(hosts: HostsFile = Path("hosts.yml")) -> None:
     """Check hosts.yml (shape, roles, addresses, ports) without writing anything."""
-    loaded, placement = _load(hosts)
+    loaded, placement, _ = _load(hosts)
     out.print(
         f"{hosts}: valid — {len(loaded.cluster.hosts)} hosts, {len(placement.containers)} containers"
     )
@@ -107,7 +117,7 @@ def validate(hosts: HostsFile = Path("hosts.yml")) -> None:
 @app.command("plan")
 def plan_command(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) -> None:
     """Show where every replica runs: host × service × replica × ports."""
-    loaded, placement = _load(hosts)
+    loaded, placement, file_cluster = _load(hosts)
     rows = [
         {
             "host": c.host,
@@ -126,7 +136,6 @@ def plan_command(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) 
     for column in ("host", "service", "replica", "container", "ports"):
         table.add_column(column, justify="right" if column == "replica" else "left")
     state = read_state(state_path(loaded.path))
-    file_cluster = config.load(hosts).cluster
     notes = [
         f"{name}: {record.replicas} replicas, set by `syrcad scale` in {state_path(loaded.path)} "
         f"(hosts.yml says {record.file_replicas})"
@@ -158,7 +167,7 @@ def render_command(
     hosts: HostsFile = Path("hosts.yml"),
 ) -> None:
     """Write every host's files (compose, HAProxy, Rasa endpoints/credentials) to a folder."""
-    loaded, placement = _load(hosts)
+    loaded, placement, _ = _load(hosts)
     secrets = ensure_secrets(secrets_path(loaded.path))
     files = render.render(loaded.cluster, placement, secrets)
     changed = render.write_tree(out_dir, files)
@@ -169,19 +178,72 @@ def render_command(
         out.print(f"{out_dir}: up to date ({len(files)} files)")
 
 
+def _apply(
+    hosts: Path, plan: Plan, dry_run: bool, as_json: bool, run: Callable[[Reporter], Run]
+) -> Run | None:
+    """Print `plan` (--dry-run), or run it under the deploy lock; --json prints the steps."""
+    if dry_run:
+        _print_plan(plan, _around(hosts), as_json)
+        return None
+    # With --json, standard output carries the JSON alone; progress goes to standard error.
+    with _changing(hosts), RichReporter(err if as_json else out) as reporter:
+        done = execute(plan, run(reporter))
+    if as_json:
+        out.print_json(json.dumps(Plan(plan.command, tuple(done.done)).as_dict()))
+    return done
+
+
+def _around(hosts: Path) -> dict[str, str]:
+    """The commands a real run wraps its steps in, on the hosts: the deploy lock, the audit log."""
+    _, handles, _ = _journal(hosts)
+    lock = journal.DeployLock.of(handles)
+    root = str(lock.host.remote_root)
+    return {
+        f"before, on {lock.host.name}": commands.take_lock(root, lock.folder),
+        "after, on every host": commands.append_audit(f"{root}/HOST", journal.AUDIT_FILE),
+        f"after, on {lock.host.name}": commands.release_lock(lock.folder),
+    }
+
+
+def _print_plan(plan: Plan, around: dict[str, str], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps({**plan.as_dict(), "around": around}))
+        return
+    table = Table(title=f"syrcad {plan.command}: {len(plan.steps)} steps, nothing done yet")
+    for column in ("#", "host", "step", "what", "within"):
+        table.add_column(column, justify="right" if column in ("#", "within") else "left")
+    for number, step in enumerate(plan.steps, start=1):
+        what = ", ".join(step.names) + (f" ({step.note})" if step.note else "")
+        within = f"{step.seconds}s" if step.seconds else ""
+        table.add_row(str(number), step.host or "(cluster)", step.action, what, within)
+    if plan.on_failure:
+        table.caption = "if a step fails: " + "; ".join(str(s) for s in plan.on_failure)
+    out.print(table)
+    for when, command in around.items():
+        out.print(f"{when}: {command}", highlight=False, markup=False)
+    if not plan.facts_read:
+        out.print(
+            "Facts were not read: some hosts did not answer. The steps come from the rendered "
+            "files alone (every image is taken as missing there)."
+        )
+
+
 @app.command()
-def up(hosts: HostsFile = Path("hosts.yml")) -> None:
+def up(
+    hosts: HostsFile = Path("hosts.yml"), dry_run: DryRun = False, as_json: AsJson = False
+) -> None:
     """Render and deploy the cluster; waits until every replica is ready in its load balancer."""
-    dep = deploy.prepare(hosts)
-    with _changing(hosts), RichReporter(out) as reporter:
-        result = deploy.up(dep, reporter)
-    if result.changed:
+    dep = deployment.prepare(hosts)
+    run = _apply(hosts, planning.up(dep), dry_run, as_json, lambda report: Run(dep, report))
+    if run is None or as_json:
+        return
+    if run.changed:
         for label, names in (
-            ("created", result.created),
-            ("recreated", result.recreated),
-            ("removed", result.removed),
-            ("reloaded", result.reloaded),
-            ("restarted", result.restarted),
+            ("created", run.created),
+            ("recreated", run.recreated),
+            ("removed", run.removed),
+            ("reloaded", run.reloaded),
+            ("restarted", run.restarted),
         ):
             if names:
                 out.print(f"{label}: {', '.join(names)}")
@@ -192,7 +254,7 @@ def up(hosts: HostsFile = Path("hosts.yml")) -> None:
     _print_urls(dep)
 
 
-def _print_urls(dep: deploy.Deployment) -> None:
+def _print_urls(dep: deployment.Deployment) -> None:
     for lb in dep.placement.of("lb"):
         address = dep.hosts[lb.host].address
         public = f"http://{address}:{lb.port('http').host_port}"
@@ -221,15 +283,17 @@ def down(
     volumes: Annotated[
         bool, typer.Option("--volumes", help="Also delete the Mongo and Redis data.")
     ] = False,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
 ) -> None:
     """Stop and remove the cluster's containers (keeps the store volumes unless --volumes)."""
-    dep = deploy.prepare(hosts)
-    with _changing(hosts), RichReporter(out) as reporter:
-        deploy.down(dep, volumes, reporter)
-    out.print(
-        "Cluster stopped"
-        + (" and its data deleted." if volumes else "; Mongo and Redis data kept.")
-    )
+    dep = deployment.prepare(hosts)
+    plan = planning.down(dep, volumes)
+    if _apply(hosts, plan, dry_run, as_json, lambda report: Run(dep, report)) and not as_json:
+        out.print(
+            "Cluster stopped"
+            + (" and its data deleted." if volumes else "; Mongo and Redis data kept.")
+        )
 
 
 @app.command()
@@ -245,7 +309,7 @@ def status(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) -> Non
 
 
 def _status_table(hosts: Path, as_json: bool, with_lb: bool) -> None:
-    dep = deploy.prepare(hosts)
+    dep = deployment.prepare(hosts)
     rows = [row.as_dict(with_lb) for row in inspect.status(dep, with_lb=with_lb)]
     if as_json:
         out.print_json(json.dumps({"cluster": dep.cluster.name, "replicas": rows}))
@@ -270,18 +334,20 @@ def logs(
     tail: Annotated[int, typer.Option("--tail", help="Lines from the end of each log.")] = 100,
 ) -> None:
     """Print the logs of a service's containers on every host."""
-    dep = deploy.prepare(hosts)
+    dep = deployment.prepare(hosts)
     for line in inspect.logs(dep, service, follow=follow, tail=tail):
         out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
-def train(hosts: HostsFile = Path("hosts.yml")) -> None:
+def train(
+    hosts: HostsFile = Path("hosts.yml"), dry_run: DryRun = False, as_json: AsJson = False
+) -> None:
     """Train the bot in a one-off container; the model is written into the shared project."""
-    dep = deploy.prepare(hosts)
-    with _changing(hosts), RichReporter(out) as reporter:
-        model = deploy.train(dep, reporter)
-    out.print(f"Trained: {model or 'a new model'} in {dep.cluster.project.path}")
+    dep = deployment.prepare(hosts)
+    run = _apply(hosts, planning.train(dep), dry_run, as_json, lambda report: Run(dep, report))
+    if run and not as_json:
+        out.print(f"Trained: {run.trained or 'a new model'} in {dep.cluster.project.path}")
 
 
 @app.command("scale")
@@ -291,21 +357,31 @@ def scale_command(
         typer.Argument(help="SERVICE=COUNT, e.g. frontend=8 action=3", show_default=False),
     ],
     hosts: HostsFile = Path("hosts.yml"),
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
 ) -> None:
     """Change replica counts under traffic: new replicas join their LB once ready, removed ones drain first."""
-    counts = changes.parse_counts(assignments)
-    with _changing(hosts), RichReporter(out) as reporter:
-        result = changes.scale(hosts, counts, reporter)
-    if result.added:
+    counts = parse_counts(assignments)
+    plan, old, new, state = planning.scale(hosts, counts)
+    started = time.monotonic()
+    run = _apply(
+        hosts, plan, dry_run, as_json, lambda report: Run(new, report, before=old, state=state)
+    )
+    if run is None or as_json:
+        return
+    before, after = ({c.name for c in d.placement.containers} for d in (old, new))
+    added = [c.name for c in new.placement.containers if c.name not in before]
+    removed = [c.name for c in old.placement.containers if c.name not in after]
+    if added:
         out.print(
-            f"added: {', '.join(result.added)} (serving {result.seconds_to_serve:.1f}s after the command)"
+            f"added: {', '.join(added)} (serving {time.monotonic() - started:.1f}s after the command)"
         )
-    if result.removed:
-        out.print(f"removed: {', '.join(result.removed)}")
-    if not (result.added or result.removed):
+    if removed:
+        out.print(f"removed: {', '.join(removed)}")
+    if not (added or removed):
         out.print("Nothing to change.")
     out.print(
-        f"Recorded in {result.state_file}; `syrcad up` keeps it until you change the count in {hosts}."
+        f"Recorded in {state_path(hosts)}; `syrcad up` keeps it until you change the count in {hosts}."
     )
 
 
@@ -316,15 +392,19 @@ def rollout(
         str, typer.Option(help="frontend (new model or image) or action (new image/code).")
     ] = "frontend",
     batch: Annotated[int, typer.Option(min=1, help="Replicas replaced at a time.")] = 1,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
 ) -> None:
     """Replace replicas a batch at a time (drain, recreate, ready, enable) for a new model or image."""
     if service not in SCALABLE:
         raise UsageError(f"--service {service}: expected one of {', '.join(SCALABLE)}")
-    with _changing(hosts), RichReporter(out) as reporter:
-        result = changes.rollout(hosts, service, batch, reporter)
-    out.print(f"replaced: {', '.join(result.replaced)}")
-    if result.model_ids:
-        out.print(f"every frontend runs model {next(iter(result.model_ids))}")
+    plan, dep, state = planning.rollout(hosts, service, batch)
+    run = _apply(hosts, plan, dry_run, as_json, lambda report: Run(dep, report, state=state))
+    if run is None or as_json:
+        return
+    out.print(f"replaced: {', '.join(c.name for c in dep.placement.of(service))}")
+    if run.model_ids:
+        out.print(f"every frontend runs model {next(iter(run.model_ids))}")
 
 
 @app.command()
@@ -354,7 +434,7 @@ def loadtest(
     web_port: Annotated[int, typer.Option(help="Port of the Locust web UI.")] = 8089,
 ) -> None:
     """Load-test the cluster's public URL with Locust: the web UI, or --headless with a report."""
-    loaded, placement = _load(hosts)
+    loaded, placement, _ = _load(hosts)
     options = LoadOptions(
         headless, users, spawn_rate, run_time, out_dir, max_fail_ratio, max_p95_ms, web_port
     )
@@ -383,13 +463,15 @@ def secrets_rotate(
         ),
     ] = None,
     hosts: HostsFile = Path("hosts.yml"),
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
 ) -> None:
     """Replace secrets with new random ones, without downtime (frontends roll one at a time)."""
-    from syrcad.apply import rotate
-
-    with _changing(hosts), RichReporter(out) as reporter:
-        rotated = rotate.rotate(hosts, names or [], reporter)
-    out.print(f"rotated: {', '.join(rotated)} (new values in {secrets_path(hosts)})")
+    plan, old, new = planning.rotate(hosts, names or [])
+    run = _apply(hosts, plan, dry_run, as_json, lambda report: Run(new, report, before=old))
+    if run and not as_json:
+        rotated = next(s.names for s in plan.steps if s.action == "write-secrets")
+        out.print(f"rotated: {', '.join(rotated)} (new values in {secrets_path(hosts)})")
 
 
 images_app = typer.Typer(no_args_is_help=True, help="Images for machines without a registry.")
@@ -421,12 +503,16 @@ def images_build(
 
 
 @images_app.command("push")
-def images_push(hosts: HostsFile = Path("hosts.yml")) -> None:
+def images_push(
+    hosts: HostsFile = Path("hosts.yml"), dry_run: DryRun = False, as_json: AsJson = False
+) -> None:
     """Send each host the images it lacks (or holds under another id), over its SSH connection."""
-    dep = deploy.prepare(hosts)
-    with _changing(hosts), RichReporter(out) as reporter:
-        sent = deploy.ship_images(dep, dep.used_hosts(), reporter)
-    out.print("sent: " + ", ".join(sent) if sent else "Every host has its images.")
+    dep = deployment.prepare(hosts)
+    plan = planning.push(dep)
+    run = _apply(hosts, plan, dry_run, as_json, lambda report: Run(dep, report))
+    if run and not as_json:
+        sent = [f"{s.host}: {image}" for s in plan.steps for image in s.names]
+        out.print("sent: " + ", ".join(sent) if sent else "Every host has its images.")
 
 
 @app.command()

@@ -42,6 +42,17 @@ class UsageError(SyrcadError):
     exit_code = 2
 
 
+class PreflightError(SyrcadError):
+    """What a plan needs is missing on a host (a model, an image, a free port). Nothing was
+    touched."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("nothing was changed:\n" + "\n".join(self.problems))
+
+
 class RenderError(SyrcadError):
     """A template failed to render; the message names the template and line."""
 
@@ -92,6 +103,17 @@ class HostsFailed(SyrcadError):
         super().__init__(
             f"{len(failures)} hosts failed:\n" + "\n".join(str(f) for f in self.failures)
         )
+
+
+class StepFailed(SyrcadError):
+    """A step of a plan failed; its cause names the host and what it answered. Carries the
+    cause's exit code."""
+
+    def __init__(self, command: str, step: str, cause: SyrcadError, undone: Sequence[str]) -> None:
+        self.cause = cause
+        self.exit_code = cause.exit_code
+        then = f"\n{command} stopped; then: {'; '.join(undone)}" if undone else ""
+        super().__init__(f"{command}: step `{step}` failed:\n{cause}{then}")
 
 
 class LockHeld(SyrcadError):

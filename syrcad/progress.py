@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.filesize import decimal
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from syrcad.apply.deploy import Reporter
+from syrcad.apply.deployment import Reporter
 
 
 class RichReporter(Reporter):

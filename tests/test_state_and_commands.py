@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from syrcad.apply.changes import parse_counts
 from syrcad.config import load
-from syrcad.config.state import ScaleRecord, State, read_state, state_path, write_state
+from syrcad.config.state import (
+    ScaleRecord,
+    State,
+    parse_counts,
+    read_state,
+    state_path,
+    write_state,
+)
 from syrcad.errors import UsageError
 from syrcad.loadtest import LoadOptions, locust_argv, public_url
 from syrcad.plan import place

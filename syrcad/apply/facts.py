@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from python_on_whales import DockerClient
 
 from syrcad.apply.hosts import HostHandle
+from syrcad.plan.placement import STATS_USER
 
 SERVICE_LABEL = "com.docker.compose.service"
 
@@ -69,7 +70,7 @@ def http_get(
 
 def lb_servers(address: str, port: int, password: str) -> dict[tuple[str, str], str]:
     """(backend, server) → HAProxy status (UP, DOWN, DRAIN, MAINT, ...) from the stats CSV."""
-    status, body = http_get(f"http://{address}:{port}/stats;csv", auth=("admin", password))
+    status, body = http_get(f"http://{address}:{port}/stats;csv", auth=(STATS_USER, password))
     if status != 200:
         return {}
     rows = csv.DictReader(io.StringIO(body.decode().lstrip("# ")))

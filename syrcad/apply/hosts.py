@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from python_on_whales.exceptions import DockerException
 from syrcad.apply.ssh import SshTarget, link, run_checked
 from syrcad.config.model import Cluster
 from syrcad.errors import HostsFailed, RemoteError, SyrcadError
+from syrcad.plan import commands
 from syrcad.render import RenderedFile, write_tree
 
 T = TypeVar("T")
@@ -121,12 +121,8 @@ class HostHandle:
             capture_output=True,
             check=True,
         ).stdout
-        folder = shlex.quote(str(self.remote_root / self.name))
-        self.shell(
-            "copy the rendered files",
-            f"mkdir -p {folder} && chmod 700 {folder} && tar -C {folder} -xf -",
-            stream,
-        )
+        folder = str(self.remote_root / self.name)
+        self.shell("copy the rendered files", commands.unpack_files(folder), stream)
 
 
 def remote_error(host: str, error: DockerException, step: str, hint: str = "") -> RemoteError:

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from syrcad.apply import facts
-from syrcad.apply.deploy import Deployment, lb_targets
+from syrcad.apply.deployment import Deployment
+from syrcad.apply.waits import lb_targets
+from syrcad.plan.placement import BALANCED
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,15 @@ def status(dep: Deployment, with_lb: bool) -> list[ReplicaStatus]:
     """One row per placed container (and any leftover container of the cluster)."""
     lb_states: dict[str, list[str]] = {}
     if with_lb:
-        targets = list(lb_targets(dep))
+        # A service's first backend speaks for it (socket.io follows the REST backend).
+        targets = [t for t in lb_targets(dep) if t[4] == BALANCED[t[3]][0]]
         # One public and one action LB: a bare state; with more, say which LB sees what.
         named = len(targets) > 2
-        for lb, address, port, backend in targets:
+        for lb, address, port, _, backend in targets:
             for (pxname, server), state in facts.lb_servers(
                 address, port, dep.secrets.stats_password
             ).items():
-                if pxname == backend:
+                if pxname == backend.name:
                     lb_states.setdefault(server, []).append(
                         f"{lb.name}:{state}" if named else state
                     )

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from syrcad.apply.hosts import HostHandle, each
 from syrcad.errors import LockHeld, SyrcadError
+from syrcad.plan import commands
 
 AUDIT_FILE = "audit.log"
 
@@ -67,16 +68,13 @@ class DeployLock:
 
     @property
     def folder(self) -> str:
-        return shlex.quote(str(self.host.remote_root / "lock"))
+        return str(self.host.remote_root / "lock")
 
     def try_acquire(self, holder: Holder) -> Holder | None:
         """Take the lock; None when taken, else the current holder's record."""
-        root = shlex.quote(str(self.host.remote_root))
         answer = self.host.shell(
             "take the deploy lock",
-            f"mkdir -p {root} && if mkdir {self.folder} 2>/dev/null; "
-            f"then cat > {self.folder}/holder.json && echo TAKEN; "
-            f"else cat {self.folder}/holder.json 2>/dev/null; fi",
+            commands.take_lock(str(self.host.remote_root), self.folder),
             json.dumps(asdict(holder)).encode(),
         )
         if answer.strip() == "TAKEN":
@@ -99,13 +97,11 @@ class DeployLock:
             time.sleep(2)
 
     def holder(self) -> Holder | None:
-        answer = self.host.shell(
-            "read the deploy lock", f"cat {self.folder}/holder.json 2>/dev/null || true"
-        )
+        answer = self.host.shell("read the deploy lock", commands.read_lock(self.folder))
         return Holder.parse(answer) if answer.strip() else None
 
     def release(self) -> None:
-        self.host.shell("release the deploy lock", f"rm -rf {self.folder}")
+        self.host.shell("release the deploy lock", commands.release_lock(self.folder))
 
 
 @dataclass(frozen=True)
@@ -129,12 +125,10 @@ def record(
         log.write(line)
 
     def on_host(host: HostHandle) -> None:
-        folder = shlex.quote(str(host.remote_root / host.name))
+        folder = str(host.remote_root / host.name)
         with suppress(SyrcadError):
             host.shell(
-                "write the audit log",
-                f"mkdir -p {folder} && cat >> {folder}/{AUDIT_FILE}",
-                line.encode(),
+                "write the audit log", commands.append_audit(folder, AUDIT_FILE), line.encode()
             )
 
     each(hosts, on_host)
@@ -151,12 +145,8 @@ def read(text: str) -> list[AuditEntry]:
 
 
 def read_host(host: HostHandle, lines: int) -> list[AuditEntry]:
-    folder = shlex.quote(str(host.remote_root / host.name))
-    return read(
-        host.shell(
-            "read the audit log", f"tail -n {lines} {folder}/{AUDIT_FILE} 2>/dev/null || true"
-        )
-    )
+    folder = str(host.remote_root / host.name)
+    return read(host.shell("read the audit log", commands.tail_audit(folder, AUDIT_FILE, lines)))
 
 
 @contextmanager

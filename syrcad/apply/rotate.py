@@ -1,4 +1,4 @@
-"""`syrcad secrets rotate`: new secrets with no downtime.
+"""`syrcad secrets rotate`: new secrets with no downtime (the order is `plan.steps.rotate`'s).
 
 Stores first accept the new password beside the old one (Redis ACL takes several; Mongo's
 password changes for new connections while open ones stay authenticated). Then frontends are
@@ -11,73 +11,44 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import fields, replace
-from pathlib import Path
 
 import pymongo
 import redis
 
 from syrcad.apply import haproxy
-from syrcad.apply.changes import drain, enable
-from syrcad.apply.deploy import Deployment, Reporter, prepare, reload_lbs, wait_in_lbs, wait_ready
+from syrcad.apply.deployment import Deployment
 from syrcad.config.model import MongoTracker
-from syrcad.config.secrets import Secrets, document, new_secret, secrets_path, write_private
-from syrcad.errors import SyrcadError, UsageError
-from syrcad.plan.readiness import ready_within_s
+from syrcad.config.secrets import Secrets, new_secret
+from syrcad.errors import UsageError
+from syrcad.plan.placement import BALANCED
 
 NAMES = tuple(f.name for f in fields(Secrets))
 # Rotating these changes what the frontends were started with.
 FRONTEND_SECRETS = {"rasa_token", "jwt_secret", "tracker_password", "redis_password"}
 
 
-def rotate(hosts_file: Path, only: Sequence[str], report: Reporter) -> list[str]:
-    """Rotate `only` (default: every secret); returns the names rotated."""
+def fresh_secrets(old: Secrets, only: Sequence[str]) -> tuple[Secrets, list[str]]:
+    """New random values for `only` (default: every secret), and the names rotated."""
     unknown = [n for n in only if n not in NAMES]
     if unknown:
         raise UsageError(f"unknown secret(s) {', '.join(unknown)} (known: {', '.join(NAMES)})")
     names = list(only) or list(NAMES)
-    old = prepare(hosts_file)
-    fresh = replace(old.secrets, **{name: new_secret() for name in names})
+    return replace(old, **{name: new_secret() for name in names}), names
 
-    if "redis_password" in names:
-        _redis(old).execute_command("ACL", "SETUSER", "default", "on", f">{fresh.redis_password}")  # type: ignore[no-untyped-call]
-        report.step("redis: accepts the new password (and the old one, for now)")
-    if "tracker_password" in names and isinstance(old.cluster.stores.tracker, MongoTracker):
-        _mongo(old).admin.command(
-            "updateUser", old.cluster.stores.tracker.username, pwd=fresh.tracker_password
-        )
-        report.step("mongo: password changed (open connections stay authenticated)")
 
-    write_private(secrets_path(old.loaded.path), document(fresh))
-    new = prepare(hosts_file)
-    changed = {h.name: h.sync(new.files) for h in new.used_hosts()}
-    if not any(changed.values()):
-        raise SyrcadError("nothing changed on the hosts: were the secrets rotated already?")
-
-    frontends = list(new.placement.of("frontend"))
-    if FRONTEND_SECRETS & set(names):
-        _health_checks(new, "disable")
-        try:
-            for replica in frontends:
-                drain(new, [replica], report)
-                new.hosts[replica.host].recreate(replica.name)
-                wait_ready(
-                    [(new.hosts[replica.host], [replica.name])],
-                    replica.name,
-                    ready_within_s([replica]),
-                    report,
-                )
-                enable(new, [replica])
-        finally:
-            reload_lbs(new, changed)
-            _health_checks(new, "enable")
-    else:
-        reload_lbs(new, changed)
-    wait_in_lbs(new, report)
-
-    if "redis_password" in names:
+def store_password(old: Deployment, new: Deployment, change: str, stores: Sequence[str]) -> None:
+    """Redis accepts the new password beside the old one, or forgets the old one; Mongo's
+    password changes (its open connections stay authenticated)."""
+    if change == "accept":
+        _redis(old).execute_command(
+            "ACL", "SETUSER", "default", "on", f">{new.secrets.redis_password}"
+        )  # type: ignore[no-untyped-call]
+    elif change == "forget":
         _redis(new).execute_command("ACL", "SETUSER", "default", f"<{old.secrets.redis_password}")  # type: ignore[no-untyped-call]
-        report.step("redis: old password removed")
-    return names
+    else:
+        tracker = old.cluster.stores.tracker
+        assert isinstance(tracker, MongoTracker)
+        _mongo(old).admin.command("updateUser", tracker.username, pwd=new.secrets.tracker_password)
 
 
 def _redis(dep: Deployment) -> redis.Redis:
@@ -105,11 +76,12 @@ def _mongo(dep: Deployment) -> pymongo.MongoClient[dict[str, object]]:
     )
 
 
-def _health_checks(dep: Deployment, action: str) -> None:
+def health_checks(dep: Deployment, action: str) -> None:
+    """Pause ("disable") or resume ("enable") the public LBs' checks of every frontend."""
     for lb in dep.placement.of("lb"):
         commands = [
             f"{action} health {backend}/{replica.name}"
-            for backend in ("frontends", "socketio")
+            for backend in (b.name for b in BALANCED["frontend"])
             for replica in dep.placement.of("frontend")
         ]
         haproxy.runtime(dep.hosts[lb.host], lb.name, "; ".join(commands))

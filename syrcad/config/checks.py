@@ -17,11 +17,22 @@ NEEDED_ROLES: dict[Role, str] = {
 }
 
 
-def check(cluster: Cluster, base: Path) -> Iterator[tuple[Loc, str]]:
+Found = Iterator[tuple[Loc, str]]
+
+
+def check(cluster: Cluster, base: Path) -> Found:
     """Everything pydantic cannot see on one key alone.
 
     `base` is the folder of hosts.yml: relative identity files are found from there.
     """
+    yield from _roles(cluster)
+    yield from _hosts(cluster, base)
+    yield from _tls(cluster)
+    yield from _project(cluster)
+
+
+def _roles(cluster: Cluster) -> Found:
+    """Every needed role on some host, and the store roles that fit the stores."""
     needed = dict(NEEDED_ROLES)
     tracker = cluster.stores.tracker
     mongo_tracker = isinstance(tracker, MongoTracker)
@@ -52,6 +63,9 @@ def check(cluster: Cluster, base: Path) -> Iterator[tuple[Loc, str]]:
             "only one host may have the role 'redis' (one lock store for all frontends)",
         )
 
+
+def _hosts(cluster: Cluster, base: Path) -> Found:
+    """One address per host; the ssh files each host names exist."""
     seen: dict[str, str] = {}
     for name, host in cluster.hosts.items():
         address = str(host.address)
@@ -69,6 +83,9 @@ def check(cluster: Cluster, base: Path) -> Iterator[tuple[Loc, str]]:
             if file and not (base / Path(file).expanduser()).is_file():
                 yield ("hosts", name, "ssh", key), f"file not found: {file}"
 
+
+def _tls(cluster: Cluster) -> Found:
+    """The certificate file exists and holds a certificate and its key."""
     tls = cluster.services.lb.tls
     if tls:
         try:
@@ -81,6 +98,8 @@ def check(cluster: Cluster, base: Path) -> Iterator[tuple[Loc, str]]:
         elif "CERTIFICATE-----" not in pem or "PRIVATE KEY-----" not in pem:
             yield where, "expected one PEM file holding the certificate (chain) and its private key"
 
+
+def _project(cluster: Cluster) -> Found:
     project = cluster.project
     if project.nfs and not project.actions_path().startswith(project.path.rstrip("/") + "/"):
         yield (

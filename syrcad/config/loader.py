@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
-from syrcad.config.model import ROLES, Cluster
+from syrcad.config.model import MEANINGS, ROLES, Cluster
 from syrcad.errors import ConfigError, ConfigIssue
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -22,29 +22,6 @@ MAX_FILE_BYTES = 1024 * 1024
 MAX_EXPANDED_NODES = 100_000
 
 Loc = tuple[str | int, ...]
-
-PATTERN_MEANINGS = {
-    r"^[a-z][a-z0-9-]{0,30}$": "a name of lower-case letters, digits and '-', starting with a "
-    "letter, at most 31 characters",
-    r"^[a-z][a-z0-9_.-]{0,62}$": "a label key of lower-case letters, digits, '_', '.' and '-'",
-    r"^[A-Za-z0-9_.:/-]{0,128}$": "a label value of letters, digits and _ . : / - (at most 128)",
-    r"^[a-z_][a-z0-9_-]{0,31}$": "a user name of lower-case letters, digits, '_' and '-'",
-    r"^[1-9][0-9]*[kmg]$": "a size like 512m or 2g",
-    r"^[A-Za-z0-9][A-Za-z0-9.:-]*$": "a host name or IP address",
-    r"^[A-Za-z0-9_=.,-]+$": "mount options like nfsvers=4,ro",
-}
-
-
-def _meaning(pattern: str) -> str:
-    if pattern in PATTERN_MEANINGS:
-        return PATTERN_MEANINGS[pattern]
-    if "sha256" in pattern:
-        return "an image with a tag or a digest, like rasa/rasa:3.6.21-full"
-    if pattern.startswith("^(ssh"):
-        return "ssh://user@host[:port], unix:///path/to/docker.sock or tcp://host:port"
-    if pattern.startswith("^/"):
-        return "an absolute path without '..', of letters, digits and _ . / @ + -"
-    return "a relative path inside the project, without '..', of letters, digits and _ . / @ + -"
 
 
 @dataclass(frozen=True)
@@ -278,7 +255,8 @@ def _describe(detail: ErrorDetails) -> tuple[Loc, str]:
             f"{_show(ctx.get('tag'))} is not a known type (expected {ctx.get('expected_tags')})",
         )
     if kind == "string_pattern_mismatch":
-        return loc, f"{shown} is not valid: expected {_meaning(str(ctx.get('pattern')))}"
+        meaning = MEANINGS.get(str(ctx.get("pattern")), f"text matching {ctx.get('pattern')}")
+        return loc, f"{shown} is not valid: expected {meaning}"
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return loc, f"expected a whole number, got {shown}"
     if kind in ("float_parsing", "float_type"):

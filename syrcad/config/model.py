@@ -22,31 +22,74 @@ from pydantic import (
 Role = Literal["frontend", "action", "lb", "mongo", "redis", "train"]
 ROLES: tuple[Role, ...] = ("frontend", "action", "lb", "mongo", "redis", "train")
 
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
-LabelKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,62}$")]
-LabelValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{0,128}$")]
-UnixUser = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+# Every constrained text says what it expects; the loader's messages take it from here.
+MEANINGS: dict[str, str] = {}
+
+
+def _text(pattern: str, meaning: str) -> StringConstraints:
+    MEANINGS[pattern] = meaning
+    return StringConstraints(pattern=pattern)
+
+
+Name = Annotated[
+    str,
+    _text(
+        r"^[a-z][a-z0-9-]{0,30}$",
+        "a name of lower-case letters, digits and '-', starting with a letter, at most 31 "
+        "characters",
+    ),
+]
+LabelKey = Annotated[
+    str,
+    _text(
+        r"^[a-z][a-z0-9_.-]{0,62}$", "a label key of lower-case letters, digits, '_', '.' and '-'"
+    ),
+]
+LabelValue = Annotated[
+    str,
+    _text(
+        r"^[A-Za-z0-9_.:/-]{0,128}$", "a label value of letters, digits and _ . : / - (at most 128)"
+    ),
+]
+UnixUser = Annotated[
+    str,
+    _text(r"^[a-z_][a-z0-9_-]{0,31}$", "a user name of lower-case letters, digits, '_' and '-'"),
+]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Replicas = Annotated[int, Field(ge=1, le=10_000)]
 # A path on the hosts: absolute, no '..', only characters that are safe in compose and shells.
-HostPath = Annotated[str, StringConstraints(pattern=r"^/(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_./@+-]*$")]
+HostPath = Annotated[
+    str,
+    _text(
+        r"^/(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_./@+-]*$",
+        "an absolute path without '..', of letters, digits and _ . / @ + -",
+    ),
+]
 RelativePath = Annotated[
-    str, StringConstraints(pattern=r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_./@+-]+$")
+    str,
+    _text(
+        r"^(?!/)(?!.*(^|/)\.\.(/|$))[A-Za-z0-9_./@+-]+$",
+        "a relative path inside the project, without '..', of letters, digits and _ . / @ + -",
+    ),
 ]
 # registry/repo:tag or repo@sha256:digest; a bare name would silently mean ':latest'.
 ImageRef = Annotated[
     str,
-    StringConstraints(
-        pattern=r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$"
+    _text(
+        r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$",
+        "an image with a tag or a digest, like rasa/rasa:3.6.21-full",
     ),
 ]
 DockerHost = Annotated[
     str,
-    StringConstraints(
-        pattern=r"^(ssh://[A-Za-z0-9_.@:\[\]-]+|unix:///[A-Za-z0-9_./-]+|tcp://[A-Za-z0-9_.:\[\]-]+)$"
+    _text(
+        r"^(ssh://[A-Za-z0-9_.@:\[\]-]+|unix:///[A-Za-z0-9_./-]+|tcp://[A-Za-z0-9_.:\[\]-]+)$",
+        "ssh://user@host[:port], unix:///path/to/docker.sock or tcp://host:port",
     ),
 ]
-Memory = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*[kmg]$")]
+Memory = Annotated[str, _text(r"^[1-9][0-9]*[kmg]$", "a size like 512m or 2g")]
+NetworkHost = Annotated[str, _text(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", "a host name or IP address")]
+MountOptions = Annotated[str, _text(r"^[A-Za-z0-9_=.,-]+$", "mount options like nfsvers=4,ro")]
 
 
 class Model(BaseModel):
@@ -87,9 +130,9 @@ class Host(Model):
 
 
 class Nfs(Model):
-    server: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")]
+    server: NetworkHost
     export: HostPath
-    options: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_=.,-]+$")] = "nfsvers=4"
+    options: MountOptions = "nfsvers=4"
 
 
 class Project(Model):
@@ -183,7 +226,7 @@ class PostgresTracker(Model):
     """An existing PostgreSQL server; syrcad connects to it but does not deploy it."""
 
     type: Literal["postgres"]
-    host: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")]
+    host: NetworkHost
     port: Port = 5432
     database: Name = "rasa"
     username: UnixUser = "rasa"

@@ -7,6 +7,7 @@ count in hosts.yml, the file wins again and the record is dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -15,7 +16,7 @@ import yaml
 
 from syrcad.config.model import Cluster
 from syrcad.config.secrets import write_private
-from syrcad.errors import ConfigError, ConfigIssue
+from syrcad.errors import ConfigError, ConfigIssue, UsageError
 
 Scalable = Literal["frontend", "action"]
 SCALABLE: tuple[Scalable, ...] = ("frontend", "action")
@@ -93,3 +94,26 @@ def write_state(path: Path, state: State) -> None:
         return
     header = "# Written by `syrcad scale` / `syrcad rollout`. Editing a count in hosts.yml overrides it.\n"
     write_private(path, header + yaml.safe_dump(document, sort_keys=True))
+
+
+def parse_counts(assignments: Sequence[str]) -> dict[Scalable, int]:
+    """`["frontend=8", "action=3"]` → {"frontend": 8, "action": 3}, or a clear error."""
+    counts: dict[Scalable, int] = {}
+    for text in assignments:
+        name, sep, value = text.partition("=")
+        if not sep:
+            raise UsageError(f"{text!r}: expected SERVICE=COUNT, like frontend=8")
+        if name not in SCALABLE:
+            raise UsageError(
+                f"{text!r}: unknown service '{name}' (scalable: {', '.join(SCALABLE)})"
+            )
+        if not value.strip().isdigit():
+            raise UsageError(f"{text!r}: '{value}' is not a whole number")
+        if int(value) < 1:
+            raise UsageError(
+                f"{text!r}: at least 1 replica (use `syrcad down` to stop the cluster)"
+            )
+        counts[name] = int(value)
+    if not counts:
+        raise UsageError("nothing to scale: give SERVICE=COUNT, like frontend=8")
+    return counts

@@ -3,6 +3,7 @@
 from syrcad.plan.placement import (
     BALANCED,
     START_ORDER,
+    Backend,
     Container,
     Placement,
     PortBinding,
@@ -10,4 +11,13 @@ from syrcad.plan.placement import (
     place,
 )
 
-__all__ = ["BALANCED", "START_ORDER", "Container", "Placement", "PortBinding", "Service", "place"]
+__all__ = [
+    "BALANCED",
+    "START_ORDER",
+    "Backend",
+    "Container",
+    "Placement",
+    "PortBinding",
+    "Service",
+    "place",
+]

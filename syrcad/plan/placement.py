@@ -20,11 +20,24 @@ Service = Literal["mongo", "redis", "action", "frontend", "action-lb", "lb"]
 # Start order: what a service needs is already up when it starts.
 START_ORDER: tuple[Service, ...] = ("mongo", "redis", "action", "frontend", "action-lb", "lb")
 
-# The LB container that carries each replicated service, and its HAProxy backend there.
-BALANCED: dict[Service, tuple[Service, str]] = {
-    "frontend": ("lb", "frontends"),
-    "action": ("action-lb", "action_servers"),
+
+@dataclass(frozen=True)
+class Backend:
+    """An HAProxy backend listing every replica of one service, in the LB container `lb`."""
+
+    name: str
+    lb: Service
+    # Clients stay bound to one replica for a whole session (socket.io keeps per-connection
+    # state in one process): draining waits for nothing there, it moves those clients over.
+    sticky: bool = False
+
+
+# The backends that carry each replicated service; the first is the one `status` reports.
+BALANCED: dict[Service, tuple[Backend, ...]] = {
+    "frontend": (Backend("frontends", "lb"), Backend("socketio", "lb", sticky=True)),
+    "action": (Backend("action_servers", "action-lb"),),
 }
+
 
 # Ports inside the containers: fixed, so the images need no per-replica configuration.
 RASA_PORT = 5005
@@ -36,6 +49,10 @@ LB_API_PORT = 8005
 LB_STATS_PORT = 8404
 LB_TLS_PORT = 8443
 LB_ACTIONS_PORT = 8055
+# The LB stats page's user (its password is a secret), and where configs are mounted inside.
+STATS_USER = "admin"
+CONFIG_INSIDE = "/etc/syrcad"
+HAPROXY_CONFIG_INSIDE = "/usr/local/etc/haproxy"
 
 
 @dataclass(frozen=True)
@@ -86,79 +103,87 @@ def spread(count: int, hosts: tuple[str, ...]) -> list[tuple[int, str, int]]:
 def place(cluster: Cluster) -> Placement:
     """Place every container of `cluster`; raise ConfigError if the ports do not fit."""
     services = cluster.services
-    containers: list[Container] = []
-
-    def replicas(service: Service, role: Role, count: int, base: int, inner: int, key: str) -> None:
-        hosts = cluster.hosts_with(role)
-        if not hosts:
-            return
-        for number, host, slot in spread(count, hosts):
-            containers.append(
-                Container(service, number, host, (PortBinding("http", base + slot, inner),))
-            )
-        top = base + (count - 1) // len(hosts)
-        if top > 65535:
-            most = (65535 - base + 1) * len(hosts)
-            raise ConfigError(
-                [
-                    _issue(
-                        ("services", key, "replicas"),
-                        f"{count} replicas need host ports up to {top} from base_port {base} "
-                        f"on {len(hosts)} host(s); at most {most} fit",
-                    )
-                ]
-            )
-
-    def singletons(service: Service, role: Role, ports: Iterable[PortBinding]) -> None:
-        bindings = tuple(ports)
-        for number, host in enumerate(cluster.hosts_with(role), start=1):
-            containers.append(Container(service, number, host, bindings))
-
-    tracker = cluster.stores.tracker
-    if isinstance(tracker, MongoTracker):
-        singletons("mongo", "mongo", [PortBinding("mongo", tracker.port, MONGO_PORT)])
-    singletons("redis", "redis", [PortBinding("redis", cluster.stores.lock.port, REDIS_PORT)])
-    replicas(
-        "action",
-        "action",
-        services.action.replicas,
-        services.action.base_port,
-        ACTIONS_PORT,
-        "action",
-    )
-    replicas(
-        "frontend",
-        "frontend",
-        services.frontend.replicas,
-        services.frontend.base_port,
-        RASA_PORT,
-        "frontend",
-    )
-    lb = services.lb
-    singletons(
-        "action-lb",
-        "lb",
-        [
-            PortBinding("http", lb.action_port, LB_ACTIONS_PORT),
-            PortBinding("stats", lb.action_stats_port, LB_STATS_PORT),
-        ],
-    )
-    tls = [PortBinding("https", lb.tls.port, LB_TLS_PORT, public=True)] if lb.tls else []
-    singletons(
-        "lb",
-        "lb",
-        [
-            PortBinding("http", lb.public_port, LB_PUBLIC_PORT, public=True),
-            *tls,
-            PortBinding("api", lb.api_port, LB_API_PORT),
-            PortBinding("stats", lb.stats_port, LB_STATS_PORT),
-        ],
-    )
+    containers = [
+        *_stores(cluster),
+        *_replicas(cluster, "action", services.action.replicas, services.action.base_port),
+        *_replicas(cluster, "frontend", services.frontend.replicas, services.frontend.base_port),
+        *_load_balancers(cluster),
+    ]
     placement = Placement(tuple(containers))
     collisions = list(_port_collisions(placement))
     if collisions:
         raise ConfigError(collisions)
     return placement
+
+
+_INNER_PORT = {"action": ACTIONS_PORT, "frontend": RASA_PORT}
+
+
+def _replicas(
+    cluster: Cluster, service: Literal["action", "frontend"], count: int, base: int
+) -> list[Container]:
+    """`count` replicas round-robin over the hosts with the role, from `base` on each host."""
+    hosts = cluster.hosts_with(service)
+    if not hosts:
+        return []
+    top = base + (count - 1) // len(hosts)
+    if top > 65535:
+        most = (65535 - base + 1) * len(hosts)
+        raise ConfigError(
+            [
+                _issue(
+                    ("services", service, "replicas"),
+                    f"{count} replicas need host ports up to {top} from base_port {base} "
+                    f"on {len(hosts)} host(s); at most {most} fit",
+                )
+            ]
+        )
+    return [
+        Container(service, number, host, (PortBinding("http", base + slot, _INNER_PORT[service]),))
+        for number, host, slot in spread(count, hosts)
+    ]
+
+
+def _singletons(
+    cluster: Cluster, service: Service, role: Role, ports: Iterable[PortBinding]
+) -> list[Container]:
+    """One container of `service` on every host with `role`."""
+    bindings = tuple(ports)
+    return [
+        Container(service, number, host, bindings)
+        for number, host in enumerate(cluster.hosts_with(role), start=1)
+    ]
+
+
+def _stores(cluster: Cluster) -> list[Container]:
+    tracker = cluster.stores.tracker
+    mongo = (
+        _singletons(cluster, "mongo", "mongo", [PortBinding("mongo", tracker.port, MONGO_PORT)])
+        if isinstance(tracker, MongoTracker)
+        else []
+    )
+    lock = PortBinding("redis", cluster.stores.lock.port, REDIS_PORT)
+    return [*mongo, *_singletons(cluster, "redis", "redis", [lock])]
+
+
+def _load_balancers(cluster: Cluster) -> list[Container]:
+    """Both LBs on every host with the `lb` role."""
+    lb = cluster.services.lb
+    tls = [PortBinding("https", lb.tls.port, LB_TLS_PORT, public=True)] if lb.tls else []
+    action_lb = [
+        PortBinding("http", lb.action_port, LB_ACTIONS_PORT),
+        PortBinding("stats", lb.action_stats_port, LB_STATS_PORT),
+    ]
+    public_lb = [
+        PortBinding("http", lb.public_port, LB_PUBLIC_PORT, public=True),
+        *tls,
+        PortBinding("api", lb.api_port, LB_API_PORT),
+        PortBinding("stats", lb.stats_port, LB_STATS_PORT),
+    ]
+    return [
+        *_singletons(cluster, "action-lb", "lb", action_lb),
+        *_singletons(cluster, "lb", "lb", public_lb),
+    ]
 
 
 # Which key sets each container's host port, to point a collision at the key to change.

@@ -22,11 +22,27 @@ READY_WITHIN_S: dict[Service, int] = {
     "lb": 60,
 }
 
+# Docker's health checks of every container: a check every interval, unhealthy after retries.
+HEALTHCHECK_INTERVAL_S = 5
+HEALTHCHECK_RETRIES = 3
 # Failed checks while a frontend loads its model count as "starting" until this long after its
-# start: inside syrcad's wait by more than the checks' interval × retries (5 s × 3).
+# start: inside syrcad's wait by more than the checks' interval × retries.
 FRONTEND_START_PERIOD_S = READY_WITHIN_S["frontend"] - 20
+# The same grace for an action server's import of its actions, and a store's first start.
+ACTION_START_PERIOD_S = 60
+STORE_START_PERIOD_S = 30
+# The LBs' own checks of their servers: every interval; DOWN after `fall`, UP after `rise`.
+LB_CHECK_INTERVAL_S = 2
+LB_CHECK_FALL = 2
+LB_CHECK_RISE = 2
 
 
 def ready_within_s(containers: Iterable[Container]) -> int:
     """How long the slowest of `containers` may take to turn healthy (0 for none: a scale-down)."""
     return max((READY_WITHIN_S[c.service] for c in containers), default=0)
+
+
+# How long a drained replica may take to finish its in-flight requests before syrcad goes on.
+DRAIN_TIMEOUT_S = 60
+# How long the LBs may take to see a ready replica UP (LB_CHECK_RISE checks, and a reload).
+IN_LB_WITHIN_S = 60

@@ -10,8 +10,8 @@ from pathlib import Path, PurePosixPath
 
 from syrcad.config.model import Cluster, MongoTracker
 from syrcad.config.secrets import Secrets
+from syrcad.plan import commands, placement, readiness
 from syrcad.plan.placement import Placement
-from syrcad.plan.readiness import FRONTEND_START_PERIOD_S
 from syrcad.render.context import HostContext, host_context
 from syrcad.render.templates import render_template, static
 
@@ -22,6 +22,40 @@ class RenderedFile:
     path: PurePosixPath  # relative to the cluster folder on that host
     content: str
 
+
+# What the templates take from the plan instead of repeating it: ports and paths inside the
+# containers, the LB backend names that drain and status use, the check timings.
+INSIDE = {
+    "rasa_port": placement.RASA_PORT,
+    "actions_port": placement.ACTIONS_PORT,
+    "mongo_port": placement.MONGO_PORT,
+    "redis_port": placement.REDIS_PORT,
+    "lb_public_port": placement.LB_PUBLIC_PORT,
+    "lb_tls_port": placement.LB_TLS_PORT,
+    "lb_api_port": placement.LB_API_PORT,
+    "lb_stats_port": placement.LB_STATS_PORT,
+    "lb_actions_port": placement.LB_ACTIONS_PORT,
+    "runtime_port": commands.RUNTIME_PORT,
+    "server_state_file": commands.SERVER_STATE_FILE,
+    "stats_user": placement.STATS_USER,
+    "config_dir": placement.CONFIG_INSIDE,
+    "haproxy_dir": placement.HAPROXY_CONFIG_INSIDE,
+}
+BACKEND_NAMES = {
+    "rest": placement.BALANCED["frontend"][0].name,
+    "socketio": placement.BALANCED["frontend"][1].name,
+    "actions": placement.BALANCED["action"][0].name,
+}
+CHECKS = {
+    "interval_s": readiness.HEALTHCHECK_INTERVAL_S,
+    "retries": readiness.HEALTHCHECK_RETRIES,
+    "frontend_start_period_s": readiness.FRONTEND_START_PERIOD_S,
+    "action_start_period_s": readiness.ACTION_START_PERIOD_S,
+    "store_start_period_s": readiness.STORE_START_PERIOD_S,
+    "lb_interval_s": readiness.LB_CHECK_INTERVAL_S,
+    "lb_fall": readiness.LB_CHECK_FALL,
+    "lb_rise": readiness.LB_CHECK_RISE,
+}
 
 # (path on the host, template, the service whose presence on a host calls for the file)
 HOST_FILES: tuple[tuple[str, str, str | None], ...] = (
@@ -89,7 +123,9 @@ def _variables(ctx: HostContext) -> dict[str, object]:
         "nfs_actions_export": nfs_actions_export,
         "named_volumes": named_volumes,
         "mongo_tracker": isinstance(cluster.stores.tracker, MongoTracker),
-        "frontend_start_period_s": FRONTEND_START_PERIOD_S,
+        "inside": INSIDE,
+        "backends": BACKEND_NAMES,
+        "checks": CHECKS,
     }
 
 
@@ -103,7 +139,7 @@ def write_tree(root: Path, files: Iterable[RenderedFile]) -> list[Path]:
     root.mkdir(parents=True, exist_ok=True)
     for file in files:
         target = root / file.host / file.path
-        if target.is_file() and target.read_text(encoding="utf-8") == file.content:
+        if _written(target, file):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
@@ -114,3 +150,12 @@ def write_tree(root: Path, files: Iterable[RenderedFile]) -> list[Path]:
     for host_dir in {root / f.host for f in files}:
         os.chmod(host_dir, 0o700)
     return changed
+
+
+def differing(root: Path, files: Iterable[RenderedFile]) -> list[str]:
+    """The paths of `files` that `write_tree(root, files)` would write (it writes nothing)."""
+    return [str(f.path) for f in files if not _written(root / f.host / f.path, f)]
+
+
+def _written(target: Path, file: RenderedFile) -> bool:
+    return target.is_file() and target.read_text(encoding="utf-8") == file.content

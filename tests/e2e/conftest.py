@@ -28,7 +28,7 @@ import requests
 import yaml
 from python_on_whales import DockerClient
 
-from syrcad.apply.deploy import Deployment, prepare
+from syrcad.apply.deployment import Deployment, prepare
 from syrcad.config.secrets import Secrets, read, secrets_path
 
 from .. import testhosts
@@ -192,6 +192,10 @@ class E2ECluster:
         )
         response.raise_for_status()
         return dict(response.json())
+
+    def user_texts(self, sender: str) -> list[str]:
+        """The user messages `sender`'s tracker holds, in order (read through Rasa's API)."""
+        return [e["text"] for e in self.tracker(sender)["events"] if e["event"] == "user"]
 
     def mongo(self) -> Any:
         import pymongo

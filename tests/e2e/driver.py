@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,27 +53,36 @@ class Exchange:
 
 
 @dataclass
-class Driver:
-    url: str
-    workers: int = 4
-    think_s: float = 0.2
-    sent: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    exchanges: list[Exchange] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+class Workers:
+    """Threads that keep working until `stop()`; what they record is guarded by `_lock`."""
 
-    def start(self) -> Driver:
-        for _ in range(self.workers):
-            thread = threading.Thread(target=self._work, daemon=True)
+    _stop: threading.Event = field(default_factory=threading.Event, kw_only=True)
+    _threads: list[threading.Thread] = field(default_factory=list, kw_only=True)
+    _lock: threading.Lock = field(default_factory=threading.Lock, kw_only=True)
+
+    def _start(self, work: Callable[..., None], each: Iterable[tuple[Any, ...]]) -> None:
+        for args in each:
+            thread = threading.Thread(target=work, args=args, daemon=True)
             thread.start()
             self._threads.append(thread)
-        return self
 
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=120)
+
+
+@dataclass
+class Driver(Workers):
+    url: str
+    workers: int = 4
+    think_s: float = 0.2
+    sent: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def start(self) -> Driver:
+        self._start(self._work, [()] * self.workers)
+        return self
 
     def _work(self) -> None:
         session = requests.Session()

@@ -1,0 +1,96 @@
+"""Before a plan's first step: what it needs and can know up front, read from the hosts.
+
+A frontend without a model would sit in "health: starting" for the whole readiness budget, an
+action server without its package would crash-loop, a container whose image a host lacks or
+whose port something else holds would fail half-way through the plan. Each is found here,
+before anything is touched, and reported together (exit 2). A project on an NFS export is
+mounted by the containers themselves, so its model and actions are not looked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from syrcad.apply import facts, shipping
+from syrcad.apply.deployment import Deployment
+from syrcad.apply.hosts import HostHandle, each
+from syrcad.errors import PreflightError
+from syrcad.plan import commands
+from syrcad.plan.placement import Container
+from syrcad.plan.steps import Plan
+
+
+def check(plan: Plan, dep: Deployment) -> None:
+    problems = [p for problems in _each_host(plan, dep).values() for p in problems]
+    if problems:
+        raise PreflightError(problems)
+
+
+def _starting(plan: Plan, dep: Deployment) -> dict[str, list[Container]]:
+    """host → the containers the plan starts or recreates there."""
+    placed = {c.name: c for c in dep.placement.containers}
+    hosts: dict[str, list[Container]] = {}
+    for step in plan.steps:
+        if step.action in ("start", "recreate"):
+            hosts.setdefault(step.host, []).extend(placed[n] for n in step.names if n in placed)
+    return hosts
+
+
+def _each_host(plan: Plan, dep: Deployment) -> dict[str, list[str]]:
+    starting = _starting(plan, dep)
+    shipped = {s.host for s in plan.steps if s.action == "ship-images"}
+
+    def on(host: HostHandle) -> list[str]:
+        containers = starting[host.name]
+        problems = _project(dep, host, {c.service for c in containers})
+        if host.name not in shipped:
+            problems += _images(dep, host, containers)
+        return problems + _ports(host, containers)
+
+    return each([dep.hosts[h] for h in starting], on)
+
+
+def _project(dep: Deployment, host: HostHandle, services: set[str]) -> list[str]:
+    project = dep.cluster.project
+    if project.nfs:
+        return []
+    problems = []
+    if "frontend" in services:
+        model = f"{project.path.rstrip('/')}/{dep.cluster.services.frontend.model}"
+        if not host.shell("look for a model", commands.find_model(model)).strip():
+            problems.append(
+                f"{host.name}: no trained model in {model}: the frontends would never get "
+                "ready. Run `syrcad train` first."
+            )
+    if "action" in services:
+        actions = project.actions_path()
+        if not host.shell("look for the actions", commands.find_actions(actions)).strip():
+            problems.append(
+                f"{host.name}: no actions package (*.py) in {actions}: set project.actions "
+                "in hosts.yml to the folder of your rasa-sdk actions."
+            )
+    return problems
+
+
+def _images(dep: Deployment, host: HostHandle, containers: Iterable[Container]) -> list[str]:
+    wanted = sorted({shipping.image_of(dep.cluster, c.service) for c in containers})
+    lacking = host.run("inspect images", lambda d: [i for i in wanted if not d.image.exists(i)])
+    return [f"{host.name}: lacks image {image}: run `syrcad images push`" for image in lacking]
+
+
+def _ports(host: HostHandle, containers: Iterable[Container]) -> list[str]:
+    """Ports of new containers that something else on the host already listens on."""
+    existing = facts.containers(host)
+    new = [c for c in containers if c.name not in existing]
+    if not new:
+        return []
+    taken = commands.listening_ports(
+        host.shell("list listening ports", commands.listening_sockets())
+    )
+    return [
+        f"{host.name}: port {binding.host_port} ({c.name} {binding.purpose}) is already taken "
+        "on the host: free it, or change the port in hosts.yml"
+        for c in new
+        for binding in c.ports
+        if binding.host_port in taken
+    ]

@@ -1,0 +1,175 @@
+"""Waiting on replicas and moving traffic: healthy containers, LB states, drain and enable.
+
+Draining and enabling go through the HAProxy runtime API: a replica leaves its LB by DRAIN (no
+new requests, the in-flight ones finish) before it is stopped, and joins once Rasa has loaded
+its model. Every wait's budget comes from `syrcad.plan.readiness`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+from syrcad.apply import facts, haproxy
+from syrcad.apply.deployment import Deployment, Reporter
+from syrcad.apply.hosts import HostHandle, each
+from syrcad.errors import RemoteError, SyrcadError
+from syrcad.plan.placement import BALANCED, Backend, Container, Service
+from syrcad.plan.readiness import DRAIN_TIMEOUT_S, IN_LB_WITHIN_S
+
+LOG_LINES = 30
+
+
+def wait_ready(
+    started: list[tuple[HostHandle, list[str]]], stage: str, timeout: float, report: Reporter
+) -> None:
+    deadline = time.monotonic() + timeout
+    total = sum(len(names) for _, names in started)
+    while True:
+        pending: list[tuple[HostHandle, str, facts.ContainerFact | None]] = []
+        found = each([host for host, _ in started], facts.containers)
+        for host, names in started:
+            current = found[host.name]
+            for name in names:
+                fact = current.get(name)
+                if fact is None or not fact.ready:
+                    pending.append((host, name, fact))
+                    if fact and (
+                        fact.state in ("exited", "dead")
+                        or fact.health == "unhealthy"
+                        or fact.restarts >= 3
+                    ):
+                        _fail(
+                            host,
+                            name,
+                            f"{fact.state}, {fact.health or 'no healthcheck'}, "
+                            f"{fact.restarts} restarts",
+                        )
+        report.waiting(stage, total - len(pending), total, [name for _, name, _ in pending])
+        if not pending:
+            report.done_waiting(stage)
+            return
+        if time.monotonic() > deadline:
+            host, name, fact = pending[0]
+            _fail(
+                host,
+                name,
+                f"not ready after {timeout:.0f}s ({fact.state if fact else 'no container'}"
+                f"{', ' + fact.health if fact and fact.health else ''})",
+            )
+        time.sleep(2)
+
+
+def _fail(host: HostHandle, name: str, cause: str) -> None:
+    logs = host.log_tail(name, LOG_LINES)
+    raise RemoteError(
+        host.name,
+        ["compose", "up", name],
+        None,
+        "",
+        "",
+        step=f"start {name}",
+        hint=f"cause: {cause}\n--- last {LOG_LINES} log lines of {name} ---\n{str(logs).rstrip()}",
+    )
+
+
+def lb_targets(dep: Deployment) -> Iterator[tuple[Container, str, int, Service, Backend]]:
+    """(LB container, address, stats port, service, backend) for every backend of every LB."""
+    for service, backends in BALANCED.items():
+        for backend in backends:
+            for lb in dep.placement.of(backend.lb):
+                yield lb, dep.hosts[lb.host].address, lb.port("stats").host_port, service, backend
+
+
+def wait_in_lbs(
+    dep: Deployment,
+    report: Reporter,
+    timeout: float = IN_LB_WITHIN_S,
+    only: set[str] | None = None,
+) -> None:
+    """Until every LB reports every replica of its backend (or those in `only`) UP."""
+    deadline = time.monotonic() + timeout
+    targets = list(lb_targets(dep))
+    expected = {
+        service: [c.name for c in dep.placement.of(service) if only is None or c.name in only]
+        for service in BALANCED
+    }
+    total = sum(len(expected[service]) for _, _, _, service, _ in targets)
+    while True:
+        pending = []
+        states_of: dict[str, dict[tuple[str, str], str]] = {}  # one stats read per LB a round
+        for lb, address, port, service, backend in targets:
+            if lb.name not in states_of:
+                states_of[lb.name] = facts.lb_servers(address, port, dep.secrets.stats_password)
+            states = states_of[lb.name]
+            pending += [
+                f"{lb.name}/{backend.name}/{s}"
+                for s in expected[service]
+                if states.get((backend.name, s)) != "UP"
+            ]
+        report.waiting("in load balancers", total - len(pending), total, pending)
+        if not pending:
+            report.done_waiting("in load balancers")
+            return
+        if time.monotonic() > deadline:
+            raise SyrcadError(
+                f"not UP in their load balancer after {timeout:.0f}s: {', '.join(pending)}"
+            )
+        time.sleep(1)
+
+
+def _lbs_for(
+    dep: Deployment, replicas: Sequence[Container]
+) -> dict[tuple[str, str, Backend], list[str]]:
+    """(host, LB container, backend) of every LB carrying some of `replicas` → their names."""
+    lbs: dict[tuple[str, str, Backend], list[str]] = {}
+    for replica in replicas:
+        for backend in BALANCED.get(replica.service, ()):
+            for lb in dep.placement.of(backend.lb):
+                lbs.setdefault((lb.host, lb.name, backend), []).append(replica.name)
+    return lbs
+
+
+def _set_states(dep: Deployment, replicas: Sequence[Container], state: haproxy.ServerState) -> None:
+    for (host, lb, backend), names in _lbs_for(dep, replicas).items():
+        haproxy.set_states(dep.hosts[host], lb, backend.name, names, state)
+
+
+def drain(dep: Deployment, replicas: Sequence[Container], report: Reporter) -> None:
+    """Stop sending new requests to `replicas`; return once their in-flight requests are done
+    and their sticky clients (socket.io) have been sent to other replicas."""
+    if not replicas:
+        return
+    _set_states(dep, replicas, "drain")
+    lbs = _lbs_for(dep, replicas)
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    names = {r.name for r in replicas}
+    while True:
+        busy = []
+        for host_name, lb_name, backend in lbs:
+            if backend.sticky:
+                continue  # a socket stays open for its whole session: waiting would not end
+            for row in haproxy.stats(dep.hosts[host_name], lb_name):
+                if (
+                    row["pxname"] == backend.name
+                    and row["svname"] in names
+                    and int(row["scur"] or 0) > 0
+                ):
+                    busy.append(row["svname"])
+        report.waiting("draining", len(names) - len(set(busy)), len(names), sorted(set(busy)))
+        if not busy:
+            report.done_waiting("draining")
+            break
+        if time.monotonic() > deadline:
+            report.step(
+                f"still busy after {DRAIN_TIMEOUT_S}s, going on: {', '.join(sorted(set(busy)))}"
+            )
+            break
+        time.sleep(0.5)
+    for (host_name, lb_name, backend), servers in lbs.items():
+        if backend.sticky:
+            haproxy.move_clients(dep.hosts[host_name], lb_name, backend.name, servers)
+
+
+def enable(dep: Deployment, replicas: Sequence[Container]) -> None:
+    _set_states(dep, replicas, "ready")
