@@ -213,7 +213,7 @@ def _print_plan(plan: Plan, around: dict[str, str], as_json: bool) -> None:
     for column in ("#", "host", "step", "what", "within"):
         table.add_column(column, justify="right" if column in ("#", "within") else "left")
     for number, step in enumerate(plan.steps, start=1):
-        what = ", ".join(step.names) + (f" ({step.note})" if step.note else "")
+        what = " ".join(filter(None, [", ".join(step.names), f"({step.note})" * bool(step.note)]))
         within = f"{step.seconds}s" if step.seconds else ""
         table.add_row(str(number), step.host or "(cluster)", step.action, what, within)
     if plan.on_failure:

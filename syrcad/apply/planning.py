@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from syrcad.apply import shipping, training
+from syrcad.apply import shipping
 from syrcad.apply.deployment import Deployment, prepare
 from syrcad.apply.hosts import HostHandle, each
 from syrcad.apply.rotate import FRONTEND_SECRETS, fresh_secrets
@@ -116,7 +116,4 @@ def push(dep: Deployment) -> steps.Plan:
 
 
 def train(dep: Deployment) -> steps.Plan:
-    host = training.host_for(dep)
-    cluster = dep.cluster
-    models = f"{cluster.project.path}/{cluster.services.frontend.model}"
-    return steps.train(host, cluster.images.rasa, models)
+    return steps.train(dep.cluster)

@@ -6,12 +6,7 @@ from python_on_whales import DockerClient
 
 from syrcad.apply.deployment import Deployment, Reporter
 from syrcad.apply.hosts import HostHandle
-
-
-def host_for(dep: Deployment) -> str:
-    """The first host with the `train` role, else the first frontend host."""
-    cluster = dep.cluster
-    return (cluster.hosts_with("train") or cluster.hosts_with("frontend"))[0]
+from syrcad.config.model import Project
 
 
 def train(dep: Deployment, host: HostHandle, report: Reporter) -> str:
@@ -24,24 +19,7 @@ def train(dep: Deployment, host: HostHandle, report: Reporter) -> str:
         f"{host.name}: training with {cluster.images.rasa} (models → {project.path}/{models})"
     )
 
-    mounts: list[list[str]] = []
-    volumes: list[tuple[str, str]] = []
-    if project.nfs:
-        nfs = project.nfs
-        # Read-write here, unlike the frontends' read-only mount: training writes the model.
-        options = f'"volume-opt=o=addr={nfs.server},{nfs.options}"'  # quoted: the value has commas
-        mounts.append(
-            [
-                "type=volume",
-                "target=/app",
-                "volume-driver=local",
-                "volume-opt=type=nfs",
-                f"volume-opt=device=:{nfs.export}",
-                options,
-            ]
-        )
-    else:
-        volumes.append((project.path, "/app"))
+    mounts, volumes = _project_mount(project)
 
     def run(docker: DockerClient) -> str:
         return docker.run(
@@ -63,3 +41,21 @@ def train(dep: Deployment, host: HostHandle, report: Reporter) -> str:
     output = host.run("train the model", run)
     trained = [line for line in output.splitlines() if "model is trained and saved at" in line]
     return trained[-1].split("'")[1] if trained and "'" in trained[-1] else ""
+
+
+def _project_mount(project: Project) -> tuple[list[list[str]], list[tuple[str, str]]]:
+    """The project at /app, read-write (training writes the model): the NFS export mounted by
+    the container, or the host's folder."""
+    if not project.nfs:
+        return [], [(project.path, "/app")]
+    nfs = project.nfs
+    options = f'"volume-opt=o=addr={nfs.server},{nfs.options}"'  # quoted: the value has commas
+    mount = [
+        "type=volume",
+        "target=/app",
+        "volume-driver=local",
+        "volume-opt=type=nfs",
+        f"volume-opt=device=:{nfs.export}",
+        options,
+    ]
+    return [mount], []

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from syrcad.config.model import Cluster
 from syrcad.plan.placement import BALANCED, Container, Placement, Service
 from syrcad.plan.readiness import IN_LB_WITHIN_S, ready_within_s
 
@@ -300,5 +301,9 @@ def push(placement: Placement, images: Mapping[str, Sequence[str]]) -> Plan:
     return Plan("images push", ship(placement, images))
 
 
-def train(host: str, image: str, models: str) -> Plan:
+def train(cluster: Cluster) -> Plan:
+    """On the first host with the `train` role (the GPU machine), else the first frontend host."""
+    host = (cluster.hosts_with("train") or cluster.hosts_with("frontend"))[0]
+    image = cluster.images.rasa
+    models = f"{cluster.project.path}/{cluster.services.frontend.model}"
     return Plan("train", (Step("ship-images", host, (image,)), Step("train", host, note=models)))

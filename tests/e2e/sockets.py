@@ -34,11 +34,12 @@ class SocketUser:
     transport: Transport
     session_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     connects: int = 0  # the first connect and every reconnect
-    disconnects: int = 0
+    disconnects: int = 0  # cuts: not counting close()
     custom: list[dict[str, Any]] = field(default_factory=list)  # replies without text
     _replies: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
     _confirmed: threading.Event = field(default_factory=threading.Event)
     _client: socketio.Client | None = None
+    _closing: bool = False
 
     def connect(self) -> SocketUser:
         client = socketio.Client(
@@ -84,7 +85,8 @@ class SocketUser:
         self._client.emit("session_request", {"session_id": self.session_id})
 
     def _on_disconnect(self, *_reason: object) -> None:
-        self.disconnects += 1
+        if not self._closing:
+            self.disconnects += 1
         self._confirmed.clear()
 
     def wait_confirmed(self, timeout: float = REPLY_TIMEOUT_S) -> None:
@@ -121,6 +123,7 @@ class SocketUser:
         return str(self._client.eio.http.cookies.get("SYRCAD_SIO", ""))
 
     def close(self) -> None:
+        self._closing = True  # not a cut
         if self._client is not None:
             self._client.disconnect()
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from syrcad.apply import haproxy
 from syrcad.apply.deployment import prepare
 
-from .conftest import E2ECluster, new_sender, syrcad
+from .conftest import LB, ROOT, STORES, E2ECluster, new_sender, syrcad
 
 pytestmark = pytest.mark.e2e
 
@@ -181,3 +183,43 @@ def test_down_then_up_keeps_conversations(cluster: E2ECluster) -> None:
     after = cluster.tracker(sender)["events"]
     assert [e["event"] for e in after][: len(before)] == before
     assert [e["text"] for e in after if e["event"] == "user"] == ["book a table", "italian", "2"]
+
+
+def test_up_checks_what_its_steps_need_before_touching_anything(
+    cluster: E2ECluster, tmp_path: Path
+) -> None:
+    """A project without a trained model or actions, and a port another cluster holds: `up`
+    names every problem, exits 2 and starts nothing (it used to wait 7 minutes for frontends
+    that could never load a model)."""
+    project = tmp_path / "bot"
+    shutil.copytree(ROOT / "bot", project, ignore=shutil.ignore_patterns("models"))
+    (project / "models").mkdir()
+    (tmp_path / "actions").mkdir()
+    document = yaml.safe_load(cluster.hosts_file.read_text(encoding="utf-8"))
+    document["name"] = "e2e-preflight"
+    document["deploy_dir"] = str(tmp_path / "deploy")
+    document["project"] = {"path": str(project), "actions": str(tmp_path / "actions")}
+    taken = STORES["lock"]["port"]  # the e2e cluster's Redis holds it on the store host
+    document["services"]["frontend"]["base_port"] += 100
+    document["services"]["action"]["base_port"] += 100
+    document["services"]["lb"] = {key: port + 100 for key, port in LB.items()}
+    hosts = tmp_path / "hosts.yml"
+    hosts.write_text(yaml.safe_dump(document), encoding="utf-8")
+
+    started = time.monotonic()
+    done = syrcad("up", "--hosts", str(hosts), check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert time.monotonic() - started < 60
+    errors = " ".join(done.stderr.split())
+    assert f"no trained model in {project}/models" in errors and "`syrcad train`" in errors
+    assert f"no actions package (*.py) in {tmp_path / 'actions'}" in errors
+    store = cluster.host_of("redis-1")
+    assert f"{store}: port {taken} (redis-1 redis) is already taken on the host" in errors
+    started_any = [
+        c.name
+        for docker in cluster.engines()
+        for c in docker.container.list(
+            all=True, filters=[("label", "io.syrcad.cluster=e2e-preflight")]
+        )
+    ]
+    assert started_any == []
