@@ -113,7 +113,7 @@ class StepFailed(SyrcadError):
         self.cause = cause
         self.exit_code = cause.exit_code
         then = f"\n{command} stopped; then: {'; '.join(undone)}" if undone else ""
-        super().__init__(f"{command}: step `{step}` failed:\n{cause}{then}")
+        super().__init__(f"{command}: step '{step}' failed:\n{cause}{then}")
 
 
 class LockHeld(SyrcadError):

@@ -165,3 +165,28 @@ def test_listening_ports_come_from_the_kernel_tables() -> None:
         "   0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A x\n"
     )
     assert commands.listening_ports(tables) == {8080, 80}
+
+
+def test_only_host_steps_of_one_wave_run_side_by_side() -> None:
+    from syrcad.apply.execute import _parallel_runs
+
+    plan = steps.down(place(cluster_with(2, hosts=2)), volumes=False)
+    assert [[s.host for s in group] for group in _parallel_runs(plan.steps)] == [
+        ["app1", "app2"],  # both carry LBs: stopped together, before the store host
+        ["store"],
+    ]
+    restarts = [Step("restart-kept", "app1", ("frontend-1",)), Step("restart-kept", "app2")]
+    assert len(_parallel_runs(restarts)) == 2  # one replica's capacity at a time
+
+
+def test_a_failed_step_keeps_its_cause_exit_code_and_says_what_was_undone() -> None:
+    from syrcad.errors import RemoteError, StepFailed
+
+    cause = RemoteError("node2", ["compose", "up"], 1, step="start frontend-2")
+    error = StepFailed("scale", "node2: start frontend-2", cause, ["enable frontend-3"])
+    assert error.exit_code == cause.exit_code == 4
+    assert str(error).splitlines() == [
+        "scale: step 'node2: start frontend-2' failed:",
+        "node2: start frontend-2 failed (exit 1)",
+        "scale stopped; then: enable frontend-3",
+    ]

@@ -1,10 +1,10 @@
 """Running a plan: each step of `syrcad.plan.steps` done on its host, in order.
 
-This module decides nothing about what to do; the plan did. It reads the facts a plan is made
-from (which files and images a host lacks), checks before the first step what the plan needs
-and can know up front (preflight), then executes the steps. Consecutive steps of one action on
-different hosts run in parallel. When a step fails, the plan's `on_failure` steps run, then the
-error is reported, naming the host and the step.
+This module decides nothing about what to do; the plan did (`syrcad.apply.planning` read the
+facts it was made from). It checks before the first step what the plan needs and can know up
+front (`preflight`), then executes the steps; the plan says which may run side by side. When a
+step fails, the plan's `on_failure` steps run, then the error is reported, naming the step, and
+through its cause the host.
 """
 
 from __future__ import annotations

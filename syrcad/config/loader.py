@@ -82,7 +82,35 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     'demo'
     """
     file = Path(path)
-    source = Source(str(path))
+    text = _read(file, Source(str(path)))
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        raise ConfigError([_yaml_issue(str(path), error)]) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([Source(str(path)).issue((), f"invalid YAML: {error}")]) from None
+    lines: dict[Loc, int] = {}
+    if node is not None:
+        _check_size(node, Source(str(path)))
+        _index_lines(node, (), lines)
+    source = Source(str(path), lines)
+    try:
+        data = yaml.safe_load(text) if node is not None else None
+    except yaml.MarkedYAMLError as error:  # e.g. an unknown tag: composes, does not construct
+        raise ConfigError([_yaml_issue(str(path), error)]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([source.issue((), "expected a mapping of keys (hosts, project, …)")])
+    cluster = _validate(_resolve_relative_paths(data, file.parent), source)
+    from syrcad.config.checks import check
+
+    issues = [source.issue(loc, message) for loc, message in check(cluster, base=file.parent)]
+    if issues:
+        raise ConfigError(issues)
+    return Loaded(cluster, source, file)
+
+
+def _read(file: Path, source: Source) -> str:
+    """The file's text: at most MAX_FILE_BYTES of UTF-8."""
     try:
         raw_bytes = file.read_bytes()
     except FileNotFoundError:
@@ -92,40 +120,20 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     if len(raw_bytes) > MAX_FILE_BYTES:
         raise ConfigError([source.issue((), f"larger than {MAX_FILE_BYTES} bytes")])
     try:
-        text = raw_bytes.decode("utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        return raw_bytes.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError([source.issue((), "is not UTF-8 text")]) from None
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark else None
-        problem = error.problem or error.context or "invalid YAML"
-        raise ConfigError([ConfigIssue(str(path), "", f"invalid YAML: {problem}", line)]) from None
-    except yaml.YAMLError as error:
-        raise ConfigError([source.issue((), f"invalid YAML: {error}")]) from None
 
-    lines: dict[Loc, int] = {}
-    if node is not None:
-        _check_size(node, source)
-        _index_lines(node, (), lines)
-    source = Source(str(path), lines)
+
+def _yaml_issue(path: str, error: yaml.MarkedYAMLError) -> ConfigIssue:
+    mark = error.problem_mark or error.context_mark
+    problem = error.problem or error.context or "invalid YAML"
+    return ConfigIssue(path, "", f"invalid YAML: {problem}", mark.line + 1 if mark else None)
+
+
+def _validate(data: dict[str, object], source: Source) -> Cluster:
     try:
-        data = yaml.safe_load(text) if node is not None else None
-    except yaml.MarkedYAMLError as error:  # e.g. an unknown tag: composes, does not construct
-        mark = error.problem_mark or error.context_mark
-        problem = error.problem or error.context or "invalid YAML"
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    str(path), "", f"invalid YAML: {problem}", mark.line + 1 if mark else None
-                )
-            ]
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError([source.issue((), "expected a mapping of keys (hosts, project, …)")])
-    data = _resolve_relative_paths(data, file.parent)
-    try:
-        cluster = Cluster.model_validate(data)
+        return Cluster.model_validate(data)
     except ValidationError as error:
         details = error.errors(include_url=False)
         # A list whose only item failed also reports "too short": the item's error says it all.
@@ -136,12 +144,6 @@ def load(path: str | os.PathLike[str]) -> Loaded:
             d for d in details if not (d["type"] == "too_short" and tuple(d["loc"]) in failed_items)
         ]
         raise ConfigError([_located(source, detail) for detail in details]) from None
-    from syrcad.config.checks import check
-
-    issues = [source.issue(loc, message) for loc, message in check(cluster, base=file.parent)]
-    if issues:
-        raise ConfigError(issues)
-    return Loaded(cluster, source, file)
 
 
 def _check_size(root: yaml.Node, source: Source) -> None:
