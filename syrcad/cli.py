@@ -135,17 +135,7 @@ def plan_command(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) 
     table = Table(title=f"cluster {loaded.cluster.name} ({hosts})")
     for column in ("host", "service", "replica", "container", "ports"):
         table.add_column(column, justify="right" if column == "replica" else "left")
-    state = read_state(state_path(loaded.path))
-    notes = [
-        f"{name}: {record.replicas} replicas, set by `syrcad scale` in {state_path(loaded.path)} "
-        f"(hosts.yml says {record.file_replicas})"
-        for name, record in state.live(file_cluster).items()
-    ]
-    if state.model:
-        notes.append(
-            f"frontend model pinned to {state.model} by a failed rollout ({state_path(loaded.path)})"
-        )
-    table.caption = "\n".join(notes) or None
+    table.caption = "\n".join(_state_notes(loaded.path, file_cluster)) or None
     for host in loaded.cluster.hosts:
         for row in (r for r in rows if r["host"] == host):
             ports = ", ".join(f"{k} {v}" for k, v in dict(row["ports"]).items())  # type: ignore[call-overload]
@@ -157,6 +147,21 @@ def plan_command(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) 
                 ports,
             )
     out.print(table)
+
+
+def _state_notes(hosts: Path, file_cluster: config.Cluster) -> list[str]:
+    """What the state file beside hosts.yml changes: scaled counts, a pinned model."""
+    state = read_state(state_path(hosts))
+    notes = [
+        f"{name}: {record.replicas} replicas, set by `syrcad scale` in {state_path(hosts)} "
+        f"(hosts.yml says {record.file_replicas})"
+        for name, record in state.live(file_cluster).items()
+    ]
+    if state.model:
+        notes.append(
+            f"frontend model pinned to {state.model} by a failed rollout ({state_path(hosts)})"
+        )
+    return notes
 
 
 @app.command("render")

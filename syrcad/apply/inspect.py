@@ -38,20 +38,7 @@ class ReplicaStatus:
 
 def status(dep: Deployment, with_lb: bool) -> list[ReplicaStatus]:
     """One row per placed container (and any leftover container of the cluster)."""
-    lb_states: dict[str, list[str]] = {}
-    if with_lb:
-        # A service's first backend speaks for it (socket.io follows the REST backend).
-        targets = [t for t in lb_targets(dep) if t[4] == BALANCED[t[3]][0]]
-        # One public and one action LB: a bare state; with more, say which LB sees what.
-        named = len(targets) > 2
-        for lb, address, port, _, backend in targets:
-            for (pxname, server), state in facts.lb_servers(
-                address, port, dep.secrets.stats_password
-            ).items():
-                if pxname == backend.name:
-                    lb_states.setdefault(server, []).append(
-                        f"{lb.name}:{state}" if named else state
-                    )
+    lb_states = _lb_states(dep) if with_lb else {}
     rows = []
     for host in dep.used_hosts():
         running = facts.containers(host)
@@ -83,6 +70,21 @@ def status(dep: Deployment, with_lb: bool) -> list[ReplicaStatus]:
                 )
             )
     return rows
+
+
+def _lb_states(dep: Deployment) -> dict[str, list[str]]:
+    """Replica → its state in each LB that carries it."""
+    states: dict[str, list[str]] = {}
+    # A service's first backend speaks for it (socket.io follows the REST backend).
+    targets = [t for t in lb_targets(dep) if t[4] == BALANCED[t[3]][0]]
+    # One public and one action LB: a bare state; with more, say which LB sees what.
+    named = len(targets) > 2
+    for lb, address, port, _, backend in targets:
+        found = facts.lb_servers(address, port, dep.secrets.stats_password)
+        for (pxname, server), state in found.items():
+            if pxname == backend.name:
+                states.setdefault(server, []).append(f"{lb.name}:{state}" if named else state)
+    return states
 
 
 def logs(dep: Deployment, service: str, follow: bool, tail: int) -> Iterator[str]:

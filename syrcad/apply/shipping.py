@@ -110,6 +110,14 @@ def ship(host: HostHandle, shipment: Shipment, progress: Progress) -> None:
         raise RemoteError(
             host.name, load_argv, load.returncode, load_out, load_err, step=f"load {shipment.image}"
         )
+    _check_arrived(host, shipment, load_argv, load_out)
+    progress(sent, sent)
+
+
+def _check_arrived(
+    host: HostHandle, shipment: Shipment, load_argv: list[str], load_out: str
+) -> None:
+    """The host now holds the image under the id it has here."""
     arrived = host.run("inspect images", lambda d: d.image.inspect(shipment.image).id)
     if arrived != shipment.image_id:
         raise RemoteError(
@@ -121,7 +129,6 @@ def ship(host: HostHandle, shipment: Shipment, progress: Progress) -> None:
             step=f"load {shipment.image}",
             hint=f"the host holds id {arrived[:19]} after loading, expected {shipment.image_id[:19]}",
         )
-    progress(sent, sent)
 
 
 def local_engine() -> DockerClient:

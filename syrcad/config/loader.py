@@ -236,14 +236,43 @@ def _strip_tags(loc: Loc) -> Loc:
     return loc
 
 
+# Pydantic's error kinds → what was expected (the message adds what was given).
+_EXPECTED = {
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "string_type": "text",
+    "str_type": "text",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "ip_any_address": "an IP address",
+}
+_FIXED = {
+    "missing": "required key is missing",
+    "union_tag_not_found": "needs a 'type' key",
+    "too_short": "must not be empty",
+}
+_BOUNDS = {
+    "greater_than_equal": ("at least", "ge"),
+    "greater_than": ("more than", "gt"),
+    "less_than_equal": ("at most", "le"),
+    "less_than": ("less than", "lt"),
+}
+
+
 def _describe(detail: ErrorDetails) -> tuple[Loc, str]:
     loc = _strip_tags(tuple(detail["loc"]))
     if loc and loc[-1] == "[key]":
         loc = loc[:-1]
     kind, value, ctx = detail["type"], detail.get("input"), detail.get("ctx") or {}
     shown = _show(value)
-    if kind == "missing":
-        return loc, "required key is missing"
+    if kind in _FIXED:
+        return loc, _FIXED[kind]
     if kind == "extra_forbidden":
         allowed = ", ".join(_allowed_keys(tuple(detail["loc"])[:-1])) or "none"
         return loc[:-1], f"unknown key '{loc[-1]}' (allowed: {allowed})"
@@ -259,32 +288,13 @@ def _describe(detail: ErrorDetails) -> tuple[Loc, str]:
     if kind == "string_pattern_mismatch":
         meaning = MEANINGS.get(str(ctx.get("pattern")), f"text matching {ctx.get('pattern')}")
         return loc, f"{shown} is not valid: expected {meaning}"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return loc, f"expected a whole number, got {shown}"
-    if kind in ("float_parsing", "float_type"):
-        return loc, f"expected a number, got {shown}"
-    if kind in ("string_type", "str_type"):
-        return loc, f"expected text, got {shown}"
-    if kind == "union_tag_not_found":
-        return loc, "needs a 'type' key"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return loc, f"expected a mapping, got {shown}"
-    if kind in ("tuple_type", "list_type"):
-        return loc, f"expected a list, got {shown}"
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        words = {
-            "greater_than_equal": ("at least", "ge"),
-            "greater_than": ("more than", "gt"),
-            "less_than_equal": ("at most", "le"),
-            "less_than": ("less than", "lt"),
-        }[kind]
-        return loc, f"must be {words[0]} {ctx.get(words[1])}, got {shown}"
-    if kind == "too_short":
-        return loc, "must not be empty"
+    if kind in _EXPECTED:
+        return loc, f"expected {_EXPECTED[kind]}, got {shown}"
+    if kind in _BOUNDS:
+        words, key = _BOUNDS[kind]
+        return loc, f"must be {words} {ctx.get(key)}, got {shown}"
     if kind == "too_long":
         return loc, f"too many entries (at most {ctx.get('max_length')})"
-    if kind == "ip_any_address":
-        return loc, f"expected an IP address, got {shown}"
     if kind == "value_error":
         return loc, str(ctx.get("error", detail["msg"]))
     return loc, detail["msg"]

@@ -77,6 +77,19 @@ def reach(
     return Target(container.name, address, binding.host_port)
 
 
+def _published(container: Container, address: str) -> Published:
+    """Compose port strings: public ports on every interface, the rest on the host's address."""
+    return Published(
+        container,
+        tuple(
+            f"{p.host_port}:{p.container_port}"
+            if p.public
+            else f"{address_literal(address)}:{p.host_port}:{p.container_port}"
+            for p in container.ports
+        ),
+    )
+
+
 def host_context(
     cluster: Cluster, placement: Placement, secrets: Secrets, host: str
 ) -> HostContext:
@@ -94,18 +107,6 @@ def host_context(
             if c.service == service
         )
 
-    published = tuple(
-        Published(
-            c,
-            tuple(
-                f"{p.host_port}:{p.container_port}"
-                if p.public
-                else f"{address_literal(address)}:{p.host_port}:{p.container_port}"
-                for p in c.ports
-            ),
-        )
-        for c in ordered
-    )
     # A frontend calls the action LB on its own host when there is one, else the first one.
     action_lbs = targets("action-lb")
     local_lb = [t for t in action_lbs if t.by_name]
@@ -116,7 +117,7 @@ def host_context(
         host=host,
         address=address,
         secrets=secrets,
-        containers=published,
+        containers=tuple(_published(c, address) for c in ordered),
         config_dir=cluster.host_dir(host),
         frontends=targets("frontend", needed_by="lb"),
         actions=targets("action", needed_by="action-lb"),
