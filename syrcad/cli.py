@@ -188,7 +188,9 @@ def _apply(
 ) -> Run | None:
     """Print `plan` (--dry-run), or run it under the deploy lock; --json prints the steps."""
     if dry_run:
-        _print_plan(plan, _around(hosts), as_json)
+        would = run(Reporter())  # nothing runs: what the plan would run against
+        sends = planning.host_commands(plan, would.dep, would.before)
+        _print_plan(plan, _around(hosts), sends, as_json)
         return None
     # With --json, standard output carries the JSON alone; progress goes to standard error.
     with _changing(hosts), RichReporter(err if as_json else out) as reporter:
@@ -210,9 +212,9 @@ def _around(hosts: Path) -> dict[str, str]:
     }
 
 
-def _print_plan(plan: Plan, around: dict[str, str], as_json: bool) -> None:
+def _print_plan(plan: Plan, around: dict[str, str], sends: list[list[str]], as_json: bool) -> None:
     if as_json:
-        out.print_json(json.dumps({**plan.as_dict(), "around": around}))
+        out.print_json(json.dumps({**plan.as_dict(), "sends": sends, "around": around}))
         return
     table = Table(title=f"syrcad {plan.command}: {len(plan.steps)} steps, nothing done yet")
     for column in ("#", "host", "step", "what", "within"):
@@ -224,6 +226,9 @@ def _print_plan(plan: Plan, around: dict[str, str], as_json: bool) -> None:
     if plan.on_failure:
         table.caption = "if a step fails: " + "; ".join(str(s) for s in plan.on_failure)
     out.print(table)
+    for number, commands_sent in enumerate(sends, start=1):
+        for command in commands_sent:
+            out.print(f"step {number} sends, on {command}", highlight=False, markup=False)
     for when, command in around.items():
         out.print(f"{when}: {command}", highlight=False, markup=False)
     if not plan.facts_read:

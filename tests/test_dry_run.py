@@ -92,3 +92,15 @@ def test_scale_dry_run_drains_before_it_removes(unreachable: Path) -> None:
         "wave": 0,
     }
     assert steps[-1]["action"] == "record-state"
+    # What the drain sends to the public LB: socket.io clients are moved, not waited for.
+    assert plan["sends"][0] == [
+        "app1 lb-1: set server frontends/frontend-3 state drain; "
+        "set server frontends/frontend-4 state drain",
+        "app1 lb-1: set server socketio/frontend-3 state drain; "
+        "set server socketio/frontend-4 state drain",
+        "app1 lb-1: set server socketio/frontend-3 state maint; "
+        "shutdown sessions server socketio/frontend-3; "
+        "set server socketio/frontend-4 state maint; shutdown sessions server socketio/frontend-4",
+    ]
+    around = plan["around"]
+    assert isinstance(around, dict) and around["after, on app1"].startswith("rm -rf ")

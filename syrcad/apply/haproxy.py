@@ -33,29 +33,15 @@ def set_state(host: HostHandle, lb: str, backend: str, server: str, state: Serve
 def set_states(
     host: HostHandle, lb: str, backend: str, servers: list[str], state: ServerState
 ) -> None:
-    """The same for many servers in one round trip (the API takes `;`-separated commands)."""
+    """`commands.set_servers` for many servers in one round trip."""
     if servers:
-        runtime(
-            host,
-            lb,
-            "; ".join(f"set server {backend}/{server} state {state}" for server in servers),
-        )
+        runtime(host, lb, commands.set_servers(backend, servers, state))
 
 
 def move_clients(host: HostHandle, lb: str, backend: str, servers: list[str]) -> None:
-    """Send `servers`' clients elsewhere: MAINT makes HAProxy ignore their persistence cookie
-    (DRAIN would still honour it), and their open connections (websockets, long polls) are cut,
-    so each client reconnects to another replica."""
+    """`commands.move_clients`: the servers' sticky clients reconnect to other replicas."""
     if servers:
-        runtime(
-            host,
-            lb,
-            "; ".join(
-                f"set server {backend}/{server} state maint; "
-                f"shutdown sessions server {backend}/{server}"
-                for server in servers
-            ),
-        )
+        runtime(host, lb, commands.move_clients(backend, servers))
 
 
 def stats(host: HostHandle, lb: str) -> list[dict[str, str]]:

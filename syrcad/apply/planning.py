@@ -8,6 +8,7 @@ that facts were not read.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,8 @@ from syrcad.apply.rotate import FRONTEND_SECRETS, fresh_secrets
 from syrcad.config.model import MongoTracker
 from syrcad.config.state import Scalable, ScaleRecord, State, read_state, state_path
 from syrcad.errors import ConfigError, RemoteError, SyrcadError, UsageError
-from syrcad.plan import steps
+from syrcad.plan import commands, steps
+from syrcad.plan.placement import BALANCED
 from syrcad.render.files import differing
 
 
@@ -117,3 +119,49 @@ def push(dep: Deployment) -> steps.Plan:
 
 def train(dep: Deployment) -> steps.Plan:
     return steps.train(dep.cluster)
+
+
+def host_commands(plan: steps.Plan, dep: Deployment, before: Deployment | None) -> list[list[str]]:
+    """For each step, the commands it sends to hosts ("host container: command"), as
+    `--dry-run` shows them; the mechanisms send these very strings (`plan.commands`)."""
+    return [_commands_of(step, dep, before) for step in plan.steps]
+
+
+def _commands_of(step: steps.Step, dep: Deployment, before: Deployment | None) -> list[str]:
+    if step.action in ("drain", "enable"):
+        holder = dep if all(n in _placed(dep) for n in step.names) else before or dep
+        return _lb_commands(holder, step.names, step.action)
+    if step.action == "reload-lb":
+        return [f"{step.host} {lb}: {shlex.join(commands.haproxy_reload())}" for lb in step.names]
+    if step.action in ("pause-checks", "resume-checks"):
+        action = "disable" if step.action == "pause-checks" else "enable"
+        backends = [b.name for b in BALANCED["frontend"]]
+        frontends = [c.name for c in dep.placement.of("frontend")]
+        command = commands.health_checks(action, backends, frontends)
+        return [f"{lb.host} {lb.name}: {command}" for lb in dep.placement.of("lb")]
+    if step.action == "write-files" and not dep.hosts[step.host].shares_our_disk:
+        host = dep.hosts[step.host]
+        return [
+            f"{host.name}: (tar stream) | {commands.unpack_files(str(host.remote_root / host.name))}"
+        ]
+    return []
+
+
+def _placed(dep: Deployment) -> set[str]:
+    return {c.name for c in dep.placement.containers}
+
+
+def _lb_commands(dep: Deployment, names: Sequence[str], action: str) -> list[str]:
+    placed = {c.name: c for c in dep.placement.containers}
+    services = dict.fromkeys(placed[n].service for n in names if n in placed)
+    sent = []
+    for service in services:
+        mine = [n for n in names if placed[n].service == service]
+        for backend in BALANCED.get(service, ()):
+            for lb in dep.placement.of(backend.lb):
+                where = f"{lb.host} {lb.name}"
+                state = "drain" if action == "drain" else "ready"
+                sent.append(f"{where}: {commands.set_servers(backend.name, mine, state)}")
+                if action == "drain" and backend.sticky:
+                    sent.append(f"{where}: {commands.move_clients(backend.name, mine)}")
+    return sent

@@ -20,6 +20,7 @@ from syrcad.apply.deployment import Deployment
 from syrcad.config.model import MongoTracker
 from syrcad.config.secrets import Secrets, new_secret
 from syrcad.errors import UsageError
+from syrcad.plan import commands
 from syrcad.plan.placement import BALANCED
 
 NAMES = tuple(f.name for f in fields(Secrets))
@@ -78,10 +79,8 @@ def _mongo(dep: Deployment) -> pymongo.MongoClient[dict[str, object]]:
 
 def health_checks(dep: Deployment, action: str) -> None:
     """Pause ("disable") or resume ("enable") the public LBs' checks of every frontend."""
+    backends = [b.name for b in BALANCED["frontend"]]
+    frontends = [replica.name for replica in dep.placement.of("frontend")]
     for lb in dep.placement.of("lb"):
-        commands = [
-            f"{action} health {backend}/{replica.name}"
-            for backend in (b.name for b in BALANCED["frontend"])
-            for replica in dep.placement.of("frontend")
-        ]
-        haproxy.runtime(dep.hosts[lb.host], lb.name, "; ".join(commands))
+        command = commands.health_checks(action, backends, frontends)
+        haproxy.runtime(dep.hosts[lb.host], lb.name, command)

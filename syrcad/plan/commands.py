@@ -6,6 +6,7 @@ machine); `--dry-run` prints them; the tests pin them. Every path is quoted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from shlex import quote
 
 # HAProxy's runtime API: on the LB container's loopback only, never published.
@@ -51,6 +52,27 @@ def haproxy_api() -> tuple[str, ...]:
     /dev/tcp: in the official image and in the stand-in alike)."""
     talk = f'exec 3<>/dev/tcp/127.0.0.1/{RUNTIME_PORT} && printf "%s\\n" "$1" >&3 && cat <&3'
     return ("bash", "-c", talk, "syrcad")
+
+
+def set_servers(backend: str, servers: Sequence[str], state: str) -> str:
+    """Runtime API: READY takes traffic; DRAIN takes no new traffic and finishes what it has;
+    MAINT takes none. One round trip for many servers (`;`-separated)."""
+    return "; ".join(f"set server {backend}/{server} state {state}" for server in servers)
+
+
+def move_clients(backend: str, servers: Sequence[str]) -> str:
+    """Runtime API: send `servers`' clients elsewhere. MAINT makes HAProxy ignore their
+    persistence cookie (DRAIN would still honour it), and their open connections (websockets,
+    long polls) are cut, so each client reconnects to another replica."""
+    return "; ".join(
+        f"set server {backend}/{server} state maint; shutdown sessions server {backend}/{server}"
+        for server in servers
+    )
+
+
+def health_checks(action: str, backends: Sequence[str], servers: Sequence[str]) -> str:
+    """Runtime API: `disable` or `enable` the checks of `servers` in each of `backends`."""
+    return "; ".join(f"{action} health {b}/{s}" for b in backends for s in servers)
 
 
 def haproxy_reload() -> tuple[str, ...]:
