@@ -57,6 +57,20 @@ def lb_log(cluster: E2ECluster, lb: str, since: datetime) -> list[str]:
     return log.splitlines()
 
 
+def frontend_trouble(cluster: E2ECluster, since: datetime) -> list[str]:
+    """Warnings and errors the frontends logged since `since`. Shown when a check fails."""
+    lines = []
+    for replica in ("frontend-1", "frontend-2"):
+        log = cluster.docker(replica).container.logs(f"e2e-{replica}-1", since=since)
+        assert isinstance(log, str)
+        lines += [
+            f"{replica}: {line}"
+            for line in log.splitlines()
+            if " ERROR " in line or " WARNING " in line or "Error" in line
+        ]
+    return lines[-40:]
+
+
 def lb_trouble(cluster: E2ECluster, since: datetime) -> list[str]:
     """The public LB's log since `since`, less the requests answered at the first attempt:
     retried and cut-off requests, replicas going DOWN and UP. Shown when a check fails."""
@@ -108,9 +122,11 @@ def wait_serving(driver: Driver, since: float, timeout: float = 120) -> float:
     raise AssertionError(f"not serving again {timeout}s after the fault")
 
 
-# How long after a restart the last failed request may come (measured here: 0.0-0.2 s).
+# How long after a restart the last failed request may come. A store is back within a second
+# (measured 0.0-0.2 s); a restarted LB serves once its checks see the frontends rise again
+# (2 checks 2 s apart) unless the saved server states carry over (measured 0.2-7.3 s).
 STORE_OUTAGE_S = 15
-LB_OUTAGE_S = 5
+LB_OUTAGE_S = 20
 
 
 def test_faults_under_load(cluster: E2ECluster) -> None:
@@ -160,7 +176,12 @@ def test_faults_under_load(cluster: E2ECluster) -> None:
     # reached a server (actions are not idempotent), and Rasa carries on without that action's
     # events, so the client gets a 200 without the action's reply. One per call cut off.
     cut_off = action_calls_cut_off(cluster, started, "action-1")
-    assert all(f.status == 200 for f in failed) and len(failed) <= len(cut_off), (failed, cut_off)
+    assert all(f.status == 200 for f in failed) and len(failed) <= len(cut_off), (
+        failed,
+        cut_off,
+        lb_trouble(cluster, started),
+        frontend_trouble(cluster, started),
+    )
     assert slowest < 20
     # Redis, Mongo and the LB: errors only while down (the last one within the bound after the
     # restart, every request after it served), and no frontend was restarted for it.
