@@ -13,7 +13,8 @@ from syrcad.apply.hosts import HostHandle, handles
 from syrcad.config.model import Cluster
 from syrcad.config.secrets import Secrets, ensure, secrets_path
 from syrcad.config.state import State, read_state, state_path
-from syrcad.plan.placement import Placement
+from syrcad.errors import SyrcadError
+from syrcad.plan.placement import Container, Placement
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,18 @@ def prepare(
     return Deployment(
         loaded, cluster, state, placement, secrets, files, handles(cluster, workspace(loaded))
     )
+
+
+def holding(names: Sequence[str], *deps: Deployment | None) -> tuple[Deployment, list[Container]]:
+    """The first of `deps` that places every one of `names` (the cluster after a change, then
+    before it: `scale` drains replicas only the old placement has), and their containers."""
+    for dep in deps:
+        if dep is None:
+            continue
+        placed = {c.name: c for c in dep.placement.containers}
+        if all(n in placed for n in names):
+            return dep, [placed[n] for n in names]
+    raise SyrcadError(f"not placed in this cluster: {', '.join(names)}")
 
 
 def workspace(loaded: config.Loaded) -> Path:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from syrcad.apply import facts, haproxy, preflight, rotate, shipping, training
-from syrcad.apply.deployment import Deployment, Reporter
+from syrcad.apply.deployment import Deployment, Reporter, holding, prepare
 from syrcad.apply.hosts import HostHandle, each
 from syrcad.apply.waits import drain, enable, wait_in_lbs, wait_ready
 from syrcad.config.secrets import document, secrets_path, write_private
@@ -22,7 +22,7 @@ from syrcad.config.state import State, state_path, write_state
 from syrcad.errors import StepFailed, SyrcadError
 from syrcad.plan.placement import Container
 from syrcad.plan.readiness import ready_within_s
-from syrcad.plan.steps import SIDE_BY_SIDE, WITH_VOLUMES, Plan, Step
+from syrcad.plan.steps import AS_THEY_WERE, SIDE_BY_SIDE, WITH_VOLUMES, Plan, Step
 
 
 @dataclass
@@ -47,13 +47,7 @@ class Run:
 
     def containers(self, names: Sequence[str]) -> tuple[Deployment, list[Container]]:
         """The deployment that places `names` (the new one, else the old), and their containers."""
-        for dep in (self.dep, self.before):
-            if dep is None:
-                continue
-            placed = {c.name: c for c in dep.placement.containers}
-            if all(n in placed for n in names):
-                return dep, [placed[n] for n in names]
-        raise SyrcadError(f"not placed in this cluster: {', '.join(names)}")
+        return holding(names, self.dep, self.before)
 
     @property
     def changed(self) -> bool:
@@ -134,7 +128,7 @@ def _ship(step: Step, run: Run) -> None:
 
 def _write_files(step: Step, run: Run) -> None:
     host = _host(run, step)
-    files = (run.before or run.dep).files if step.note == "as they were" else run.dep.files
+    files = (run.before or run.dep).files if step.note == AS_THEY_WERE else run.dep.files
     run.report.host(host.name, "writing files")
     changed = host.sync(files)
     if changed:
@@ -260,8 +254,6 @@ def _check_model(step: Step, run: Run) -> None:
 
 def _put_back(step: Step, run: Run) -> None:
     """A failed rollout batch back on the model it ran before, pinned in the state file."""
-    from syrcad.apply.deployment import prepare
-
     models = {m for m in run.models.values() if m}
     if not models:
         return

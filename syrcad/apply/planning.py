@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from syrcad.apply import shipping
-from syrcad.apply.deployment import Deployment, prepare
+from syrcad.apply.deployment import Deployment, holding, prepare
 from syrcad.apply.hosts import HostHandle, each
 from syrcad.apply.rotate import FRONTEND_SECRETS, fresh_secrets
 from syrcad.config.model import MongoTracker
@@ -36,14 +36,11 @@ def changed_files(dep: Deployment) -> dict[str, list[str]]:
 
 
 def lacking_images(
-    dep: Deployment, hosts: Sequence[HostHandle], images: Sequence[str] | None = None
+    dep: Deployment, hosts: Sequence[HostHandle]
 ) -> tuple[dict[str, list[str]], bool]:
-    """host → the images it lacks (`images`, or those its containers run), and whether the
-    hosts answered; a host that did not is taken to lack them all."""
-    wanted = {
-        h.name: list(images) if images else shipping.needed(dep.cluster, dep.placement, h.name)
-        for h in hosts
-    }
+    """host → the images its containers run that it lacks, and whether the hosts answered; a
+    host that did not is taken to lack them all."""
+    wanted = {h.name: shipping.needed(dep.cluster, dep.placement, h.name) for h in hosts}
     local = shipping.local_engine()
 
     def lacking(host: HostHandle) -> tuple[list[str], bool]:
@@ -129,7 +126,7 @@ def host_commands(plan: steps.Plan, dep: Deployment, before: Deployment | None) 
 
 def _commands_of(step: steps.Step, dep: Deployment, before: Deployment | None) -> list[str]:
     if step.action in ("drain", "enable"):
-        holder = dep if all(n in _placed(dep) for n in step.names) else before or dep
+        holder, _ = holding(step.names, dep, before)
         return _lb_commands(holder, step.names, step.action)
     if step.action == "reload-lb":
         return [f"{step.host} {lb}: {shlex.join(commands.haproxy_reload())}" for lb in step.names]
@@ -145,10 +142,6 @@ def _commands_of(step: steps.Step, dep: Deployment, before: Deployment | None) -
             f"{host.name}: (tar stream) | {commands.unpack_files(str(host.remote_root / host.name))}"
         ]
     return []
-
-
-def _placed(dep: Deployment) -> set[str]:
-    return {c.name for c in dep.placement.containers}
 
 
 def _lb_commands(dep: Deployment, names: Sequence[str], action: str) -> list[str]:

@@ -56,6 +56,7 @@ SIDE_BY_SIDE: frozenset[Action] = frozenset(
     {"ship-images", "write-files", "start", "remove-orphans", "stop"}
 )
 WITH_VOLUMES = "and delete its volumes"
+AS_THEY_WERE = "as they were"  # write-files: the files from before the change
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def scale(
             steps.append(Step("stop", host, note="no replica is left there"))
     steps.append(Step("record-state", note=record))
     # Back to the old set: old files, new containers gone, drained replicas serving again.
-    undo = [Step("write-files", h, note="as they were") for h in touched]
+    undo = [Step("write-files", h, note=AS_THEY_WERE) for h in touched]
     undo += [Step("remove-orphans", h) for h in touched if old.on(h)]
     if removed:
         undo.append(Step("enable", names=_names(removed)))
