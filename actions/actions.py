@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 from typing import Any
@@ -10,6 +11,34 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+# The most a client may ask an action to take (metadata.action_delay_s): drills and the fault
+# tests hold a call in flight this way while they cut the server that runs it.
+MAX_DELAY_S = 10.0
+
+
+async def requested_delay(tracker: Tracker) -> None:
+    """Wait as asked, without blocking the server: rasa-sdk runs actions on its event loop, and
+    an action server that cannot answer the action LB's checks for 4 s is taken for dead."""
+    metadata = tracker.latest_message.get("metadata") or {}
+    await asyncio.sleep(min(float(metadata.get("action_delay_s", 0)), MAX_DELAY_S))
+
+
+class ActionOpeningHours(Action):
+    """Looks the opening hours up: safe to call twice (`services.action.idempotent`)."""
+
+    def name(self) -> str:
+        return "action_opening_hours"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        await requested_delay(tracker)
+        dispatcher.utter_message(
+            response="utter_opening_hours",
+            json_message={"data": {"served_by": socket.gethostname()}},
+        )
+        return []
+
 
 class ActionConfirmBooking(Action):
     """Confirms the booking; the reply depends on the slots the form collected over several turns."""
@@ -17,9 +46,10 @@ class ActionConfirmBooking(Action):
     def name(self) -> str:
         return "action_confirm_booking"
 
-    def run(
+    async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[dict[str, Any]]:
+        await requested_delay(tracker)
         cuisine = (tracker.get_slot("cuisine") or "").strip()
         people = (tracker.get_slot("people") or "").strip()
         # Derived from the conversation, so any action server gives the same reference.

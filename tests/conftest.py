@@ -23,10 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Multi-host-only tests are deselected (and counted so) in the local layout."""
-    if config.getoption("--layout") == "hosts":
-        return
-    chosen = [i for i in items if i.get_closest_marker("hosts_layout") is None]
+    """Tests for the other e2e layout only are deselected (and counted so)."""
+    other = "local_layout" if config.getoption("--layout") == "hosts" else "hosts_layout"
+    chosen = [i for i in items if i.get_closest_marker(other) is None]
     if len(chosen) < len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
         items[:] = chosen

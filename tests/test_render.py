@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from syrcad.config import load
 from syrcad.config.secrets import Secrets
@@ -110,6 +112,7 @@ def test_each_host_gets_only_what_is_placed_on_it(fixed_secrets: Secrets) -> Non
             "rasa/endpoints.yml",
             "rasa/credentials.yml",
             "rasa/syrcad_lock_store.py",
+            "rasa/syrcad_turns.py",
             "lb/haproxy.cfg",
             "action-lb/haproxy.cfg",
         ],
@@ -118,6 +121,7 @@ def test_each_host_gets_only_what_is_placed_on_it(fixed_secrets: Secrets) -> Non
             "rasa/endpoints.yml",
             "rasa/credentials.yml",
             "rasa/syrcad_lock_store.py",
+            "rasa/syrcad_turns.py",
         ],
         "store1": ["compose.yml", "redis/redis.conf", "mongo/initial-password"],
     }
@@ -156,10 +160,35 @@ def test_sender_balance_and_maxconn_per_rasa_process(fixed_secrets: Secrets) -> 
     assert "on-error mark-down maxconn 6" in backend  # 3 per Rasa process, 2 per replica
 
 
-def test_lock_store_module_ships_as_it_is(fixed_secrets: Secrets) -> None:
-    source = (ROOT / "compose" / "rasa" / "syrcad_lock_store.py").read_text(encoding="utf-8")
-    modules = [
-        f for f in rendered("hosts.yml", fixed_secrets) if f.path.name == "syrcad_lock_store.py"
-    ]
+@pytest.mark.parametrize("module", ["syrcad_lock_store.py", "syrcad_turns.py"])
+def test_rasa_modules_ship_as_they_are(module: str, fixed_secrets: Secrets) -> None:
+    source = (ROOT / "compose" / "rasa" / module).read_text(encoding="utf-8")
+    modules = [f for f in rendered("hosts.yml", fixed_secrets) if f.path.name == module]
     assert [f.host for f in modules] == ["app1", "app2"]
     assert all(f.content == source for f in modules)
+
+
+def test_frontends_load_the_honest_channels_and_stores(fixed_secrets: Secrets) -> None:
+    files = {
+        str(f.path): f.content for f in rendered("hosts.yml", fixed_secrets) if f.host == "app1"
+    }
+    credentials = yaml.safe_load(files["rasa/credentials.yml"])
+    assert set(credentials) == {"syrcad_turns.RestInput", "syrcad_turns.SocketIOInput"}
+    endpoints = yaml.safe_load(files["rasa/endpoints.yml"])
+    assert endpoints["tracker_store"]["type"] == "syrcad_turns.MongoTrackerStore"
+    assert endpoints["action_endpoint"]["idempotent_actions"] == ["action_opening_hours"]
+
+
+def test_lbs_cut_requests_of_a_replica_marked_down_and_replay_none(
+    fixed_secrets: Secrets,
+) -> None:
+    for file in rendered("hosts.yml", fixed_secrets):
+        if file.path.name != "haproxy.cfg":
+            continue
+        servers = [line for line in file.content.splitlines() if "default-server" in line]
+        assert servers and all("on-marked-down shutdown-sessions" in s for s in servers)
+        assert "retry-on conn-failure\n" in file.content  # a request that reached a replica: never
+        # The LB's own 503 asks to send again as long as the frontends' own 503 does.
+        turns = (ROOT / "compose" / "rasa" / "syrcad_turns.py").read_text(encoding="utf-8")
+        retry_after = re.search(r"^RETRY_AFTER_S = (\d+)$", turns, re.M)
+        assert retry_after and f"hdr Retry-After {retry_after[1]} " in file.content

@@ -18,7 +18,7 @@ by default), which is longer than clients wait.
 
 syrcad mounts this file beside endpoints.yml (on PYTHONPATH), so the official Rasa image loads
 it from `lock_store.type: syrcad_lock_store.AtomicRedisLockStore`, with the stock keys: url,
-port, db, username, password, use_ssl, key_prefix, socket_timeout.
+port, db, username, password, use_ssl, key_prefix, socket_timeout; and socket_connect_timeout.
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ class AtomicRedisLockStore(LockStore):
             password=options.get("password"),
             ssl=bool(options.get("use_ssl", False)),
             socket_timeout=float(options.get("socket_timeout", 10)),
+            # Unset, a connect to a host that is gone waits for the kernel's SYN retries (minutes).
+            socket_connect_timeout=float(options.get("socket_connect_timeout", 3)),
         )
         prefix = str(options.get("key_prefix") or "")
         self.key_prefix = (prefix + ":" if prefix.isalnum() else "") + "lock:"
@@ -142,7 +144,12 @@ class AtomicRedisLockStore(LockStore):
             yield await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
         finally:
             renewal.cancel()
-            self.cleanup(conversation_id, ticket)
+            try:
+                self.cleanup(conversation_id, ticket)
+            except Exception as error:
+                # The turn is over (saved, or aborted): failing it now would tell the client its
+                # saved message was lost. The ticket's lease runs out by itself.
+                logger.warning(f"Could not release the lock of '{conversation_id}': {error}")
 
     async def _renew_lease(self, conversation_id: str, ticket: int, lease: float, lifetime: float) -> None:
         """Keep the ticket alive while this frontend waits or serves, until the lock lifetime."""

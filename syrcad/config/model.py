@@ -90,6 +90,9 @@ DockerHost = Annotated[
 Memory = Annotated[str, _text(r"^[1-9][0-9]*[kmg]$", "a size like 512m or 2g")]
 NetworkHost = Annotated[str, _text(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", "a host name or IP address")]
 MountOptions = Annotated[str, _text(r"^[A-Za-z0-9_=.,-]+$", "mount options like nfsvers=4,ro")]
+ActionName = Annotated[
+    str, _text(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$", "a Rasa action name like action_hours")
+]
 
 
 class Model(BaseModel):
@@ -181,6 +184,9 @@ class ActionService(Model):
     replicas: Replicas = 2
     base_port: Port = 5055
     resources: Resources = Resources()
+    # Actions safe to run twice (a lookup, an upsert keyed by the conversation): a call lost with
+    # its server is made again on another. Any other lost call fails its message with a 502.
+    idempotent: tuple[ActionName, ...] = ()
 
 
 class RateLimit(Model):

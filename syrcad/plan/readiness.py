@@ -35,6 +35,14 @@ STORE_START_PERIOD_S = 30
 LB_CHECK_INTERVAL_S = 2
 LB_CHECK_FALL = 2
 LB_CHECK_RISE = 2
+# How long after a host is lost the LBs mark its replicas DOWN, and so cut the requests still
+# open on them (on-marked-down shutdown-sessions): a check may start an interval late, and each
+# of the `fall` checks to a host that is gone waits the interval for its answer.
+LB_LOSS_DETECTED_WITHIN_S = LB_CHECK_INTERVAL_S * (1 + 2 * LB_CHECK_FALL)
+# How long a frontend waits for a store before it fails the turn with a 503: to connect, and for
+# an answer (a Mongo read of a long conversation is the slowest).
+STORE_CONNECT_TIMEOUT_S = 3
+STORE_REPLY_TIMEOUT_S = 10
 
 
 def ready_within_s(containers: Iterable[Container]) -> int:

@@ -7,9 +7,11 @@ and one on another host by that host's address and published port.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from syrcad.config.model import Cluster, MongoTracker
 from syrcad.config.secrets import Secrets
+from syrcad.plan import readiness
 from syrcad.plan.placement import START_ORDER, Container, Placement
 
 # Where the rendered files appear inside the containers.
@@ -56,6 +58,21 @@ class HostContext:
 
     def has(self, service: str) -> bool:
         return any(p.container.service == service for p in self.containers)
+
+    @property
+    def mongo_url(self) -> str:
+        """The frontends' Mongo URL: every member, and timeouts short enough that a store outage
+        fails a turn with a 503 in seconds (pymongo waits 30 s to select a server by default)."""
+        options: dict[str, int | str] = {
+            "serverSelectionTimeoutMS": readiness.STORE_CONNECT_TIMEOUT_S * 1000,
+            "connectTimeoutMS": readiness.STORE_CONNECT_TIMEOUT_S * 1000,
+            "socketTimeoutMS": readiness.STORE_REPLY_TIMEOUT_S * 1000,
+        }
+        tracker = self.cluster.stores.tracker
+        if isinstance(tracker, MongoTracker) and tracker.replica_set:
+            options["replicaSet"] = tracker.replica_set
+        members = ",".join(str(t) for t in self.trackers)
+        return f"mongodb://{members}/?{urlencode(options)}"
 
     @property
     def key_prefix(self) -> str:

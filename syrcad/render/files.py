@@ -55,6 +55,8 @@ CHECKS = {
     "lb_interval_s": readiness.LB_CHECK_INTERVAL_S,
     "lb_fall": readiness.LB_CHECK_FALL,
     "lb_rise": readiness.LB_CHECK_RISE,
+    "store_connect_timeout_s": readiness.STORE_CONNECT_TIMEOUT_S,
+    "store_reply_timeout_s": readiness.STORE_REPLY_TIMEOUT_S,
 }
 
 # (path on the host, template, the service whose presence on a host calls for the file)
@@ -63,6 +65,7 @@ HOST_FILES: tuple[tuple[str, str, str | None], ...] = (
     ("rasa/endpoints.yml", "compose/rasa/endpoints.yml.j2", "frontend"),
     ("rasa/credentials.yml", "compose/rasa/credentials.yml.j2", "frontend"),
     ("rasa/syrcad_lock_store.py", "compose/rasa/syrcad_lock_store.py", "frontend"),
+    ("rasa/syrcad_turns.py", "compose/rasa/syrcad_turns.py", "frontend"),
     ("redis/redis.conf", "compose/stores/redis.conf.j2", "redis"),
     ("mongo/initial-password", "compose/stores/initial-password.j2", "mongo"),
     ("lb/haproxy.cfg", "haproxy/public.cfg.j2", "lb"),
@@ -116,6 +119,7 @@ def _variables(ctx: HostContext) -> dict[str, object]:
     return {
         **{field.name: getattr(ctx, field.name) for field in dataclasses.fields(ctx)},
         "key_prefix": ctx.key_prefix,
+        "mongo_url": ctx.mongo_url,
         "resolve_names": any(t.by_name for t in (*ctx.frontends, *ctx.actions)),
         "project_volume": "project" if nfs else project.path,
         "actions_volume": "actions" if nfs else project.actions_path(),

@@ -41,10 +41,16 @@ class Exchange:
     reply: str | None = None  # the reply's first text, if it had one
     error: str = ""  # what went wrong before a reply could be read
     retry_after_s: float = 1.0  # how long a client waits before it starts over, after a failure
+    failure: dict[str, Any] | None = None  # the JSON body of a non-200 answer (syrcad_turns.py)
 
     @property
     def failed(self) -> bool:
         return not (self.status == 200 and (self.reply or "").startswith(self.expected))
+
+    @property
+    def empty_200(self) -> bool:
+        """The lie the honest channels exist to prevent: all went well, and no reply."""
+        return self.status == 200 and self.reply is None
 
     @property
     def wrong_reply(self) -> bool:
@@ -102,26 +108,7 @@ class Driver(Workers):
     def _send(
         self, session: requests.Session, sender: str, message: str, expected: str
     ) -> Exchange:
-        started = time.monotonic()
-        status = reply = None
-        error = ""
-        retry_after_s = 1.0
-        try:
-            response = session.post(
-                f"{self.url}/webhooks/rest/webhook",
-                json={"sender": sender, "message": message},
-                timeout=60,
-            )
-            status = response.status_code
-            retry_after_s = float(response.headers.get("Retry-After", retry_after_s))
-            texts = [m["text"] for m in response.json() if isinstance(m, dict) and "text" in m]
-            reply = texts[0] if texts else None
-        except (requests.RequestException, ValueError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        took_s = time.monotonic() - started
-        return Exchange(
-            sender, message, expected, started, took_s, status, reply, error, retry_after_s
-        )
+        return send(session, self.url, sender, message, expected)
 
     @property
     def failures(self) -> list[Exchange]:
@@ -144,13 +131,60 @@ class Driver(Workers):
             ]
         return [e for e in under_way if e.failed], max((e.took_s for e in under_way), default=0.0)
 
+    def repeated_or_reordered(self, mongo: Any) -> list[str]:
+        """Senders whose tracker holds anything but the first user messages they sent, in order:
+        a failed message may be missing (and what followed it), never there twice."""
+        return [
+            f"{sender}: sent {messages}, tracker has {got}"
+            for sender, messages in self.sent.items()
+            if (got := user_texts(mongo, sender)) != messages[: len(got)]
+        ]
+
     def lost_or_reordered(self, mongo: Any) -> list[str]:
         """Senders whose tracker does not hold exactly the user messages sent, in order."""
-        problems = []
-        conversations = mongo["rasa"]["conversations"]
-        for sender, messages in self.sent.items():
-            document = conversations.find_one({"sender_id": sender}) or {"events": []}
-            got = [e.get("text") for e in document["events"] if e.get("event") == "user"]
-            if got != messages:
-                problems.append(f"{sender}: sent {messages}, tracker has {got}")
-        return problems
+        return [
+            f"{sender}: sent {messages}, tracker has {got}"
+            for sender, messages in self.sent.items()
+            if (got := user_texts(mongo, sender)) != messages
+        ]
+
+
+def user_texts(mongo: Any, sender: str) -> list[str]:
+    """The user messages `sender`'s tracker holds in Mongo, in order."""
+    document = mongo["rasa"]["conversations"].find_one({"sender_id": sender}) or {"events": []}
+    return [e.get("text") for e in document["events"] if e.get("event") == "user"]
+
+
+def send(
+    session: requests.Session,
+    url: str,
+    sender: str,
+    message: str,
+    expected: str,
+    metadata: dict[str, Any] | None = None,
+) -> Exchange:
+    """Send one message over the REST channel; what came of it."""
+    started = time.monotonic()
+    status = reply = failure = None
+    error = ""
+    retry_after_s = 1.0
+    try:
+        response = session.post(
+            f"{url}/webhooks/rest/webhook",
+            json={"sender": sender, "message": message, "metadata": metadata or {}},
+            timeout=60,
+        )
+        status = response.status_code
+        retry_after_s = float(response.headers.get("Retry-After", retry_after_s))
+        body = response.json()
+        if isinstance(body, dict):
+            failure = body
+        else:
+            texts = [m["text"] for m in body if isinstance(m, dict) and "text" in m]
+            reply = texts[0] if texts else None
+    except (requests.RequestException, ValueError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    took_s = time.monotonic() - started
+    return Exchange(
+        sender, message, expected, started, took_s, status, reply, error, retry_after_s, failure
+    )

@@ -36,6 +36,7 @@ class SocketUser:
     connects: int = 0  # the first connect and every reconnect
     disconnects: int = 0  # cuts: not counting close()
     custom: list[dict[str, Any]] = field(default_factory=list)  # replies without text
+    errors: list[dict[str, Any]] = field(default_factory=list)  # bot_error: a turn that failed
     _replies: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
     _confirmed: threading.Event = field(default_factory=threading.Event)
     _client: socketio.Client | None = None
@@ -49,6 +50,7 @@ class SocketUser:
         client.on("disconnect", self._on_disconnect)
         client.on("session_confirm", lambda _session: self._confirmed.set())
         client.on("bot_uttered", self._replies.put)
+        client.on("bot_error", self._on_error)
         self._client = client  # before connecting: the connect handler runs meanwhile
         client.connect(self.url, transports=[self.transport], wait_timeout=10)
         self.wait_confirmed()
@@ -77,6 +79,10 @@ class SocketUser:
             except socketio.exceptions.BadNamespaceError:
                 time.sleep(0.2)  # cut between the confirmation and the emit: reconnecting
         raise TimeoutError(f"could not emit {event}: the socket keeps being cut")
+
+    def _on_error(self, failure: dict[str, Any]) -> None:
+        self.errors.append(failure)
+        self._replies.put({"error": failure})  # ends the wait for replies: none will come
 
     def _on_connect(self) -> None:
         self.connects += 1
@@ -110,6 +116,8 @@ class SocketUser:
                     # Cut and already reconnected: a reply due to the old socket is gone.
                     deadline = min(deadline, time.monotonic() + 3)
                 continue
+            if "error" in event:
+                break
             if "text" in event:
                 texts.append(str(event["text"]))
             else:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 
 import pytest
 
 from syrcad.apply import facts, journal
+from syrcad.plan import readiness
 
 from .. import testhosts
 from .conftest import LB, E2ECluster, syrcad
 from .driver import Driver
+from .faults import lb_trouble
 
 pytestmark = pytest.mark.e2e
 
@@ -86,6 +89,7 @@ def test_frontend_host_cut_off_under_load(cluster: E2ECluster) -> None:
     assert cluster.layout.test_hosts is not None
     node2 = cluster.layout.test_hosts.by_name("node2")
     on_node2 = {("frontends", "frontend-2"), ("action_servers", "action-2")}
+    since = datetime.now()
     driver = Driver(cluster.public, workers=4, think_s=0.1).start()
     try:
         time.sleep(5)
@@ -104,14 +108,27 @@ def test_frontend_host_cut_off_under_load(cluster: E2ECluster) -> None:
         failed_after = driver.failures_since(back)
     finally:
         driver.stop()
+    # Requests under way on node2 (or with an action call there) are cut once the LBs mark its
+    # replicas DOWN: a 502 that says so, or for some the connection closed without an answer
+    # (HAProxy's way to end some of them); not a 504 after the LB's timeout, never a 200.
+    cut_off = [f for f in driver.failures if cut <= f.sent_at + f.took_s < back]
+    slowest = max((f.sent_at + f.took_s - cut for f in cut_off), default=0.0)
     print(
         f"\nhost cut: replicas marked DOWN after {detected:.1f}s; {failed_at_cut} failed "
-        f"requests (4 workers, so at most 4 in flight at the cut); back UP {returned:.1f}s "
-        f"after the link returned; {served_after} served and {failed_after} failed after"
+        f"requests (4 workers, so at most 4 in flight at the cut), the last answered "
+        f"{slowest:.1f}s after the cut; back UP {returned:.1f}s after the link returned; "
+        f"{served_after} served and {failed_after} failed after"
     )
+    for f in cut_off:
+        print(f"  {f.message!r}: {f.status} {f.failure or f.error}")
+    print("\n".join(lb_trouble(cluster, since)))
     assert failed_at_cut <= 4, driver.failures[:5]
+    assert all((f.status == 502 and f.failure) or f.status is None for f in cut_off), cut_off
+    assert slowest < readiness.LB_LOSS_DETECTED_WITHIN_S + 2, cut_off
+    assert not any(e.empty_200 for e in driver.exchanges)
     assert failed_after == 0, driver.failures[-5:]
     assert served_after > 0
+    assert driver.repeated_or_reordered(cluster.mongo()) == []
     broken = {f.sender for f in driver.failures}
     problems = [
         p for p in driver.lost_or_reordered(cluster.mongo()) if p.split(":")[0] not in broken

@@ -1,0 +1,294 @@
+"""Honest turns for Rasa 3.6: a message whose processing fails gets an error, never a 200 without
+the bot's reply, and the tracker holds nothing of it.
+
+Rasa answers a failed turn as if it went well. Its REST channel returns 200 with whatever replies
+it collected when anything raises; its processor logs a failed action call and carries on without
+that action's events; its FailSafeTrackerStore answers a store outage with an empty tracker and
+saves into memory. The client is told all went well and gets nothing, or an answer out of context.
+
+Here, inside a turn started by one of the channels below:
+- a failed action call, or a tracker store error, aborts the turn with `TurnAborted`. It derives
+  from BaseException, like asyncio's CancelledError, so Rasa's catch-alls (`except Exception`)
+  let it through. Rasa saves a turn's events only at its very end (MessageProcessor.
+  handle_message), so an aborted turn leaves the tracker exactly as it was: the message is not
+  recorded, and the client is told so;
+- the channels answer an aborted or failed turn with a 5xx and a JSON body that says what failed,
+  whether the message was recorded, and (Retry-After) when sending it again is safe. The socket.io
+  channel emits `bot_error` with the same body to the session instead of staying silent;
+- an action listed in `action_endpoint.idempotent_actions` is called again when its call is lost
+  (its server died mid-call: 502 or 504 from the action LB, or the connection dropped), so the LB
+  reaches another server; any other action's lost call aborts the turn, since it may have run.
+
+Outside a turn (Rasa's HTTP API) Rasa behaves as before.
+
+syrcad mounts this file beside endpoints.yml (on PYTHONPATH), so the official Rasa image loads it
+from credentials.yml (`syrcad_turns.RestInput`, `syrcad_turns.SocketIOInput`) and endpoints.yml
+(`tracker_store.type: syrcad_turns.MongoTrackerStore` or `syrcad_turns.SQLTrackerStore`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from typing import Any, Awaitable, Callable, Dict, Optional
+
+import aiohttp
+import rasa.utils.endpoints
+from rasa.core.actions.action import ActionExecutionRejection, RemoteAction
+from rasa.core.channels import rest, socketio
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.core.lock_store import LockError
+from rasa.core.tracker_store import MongoTrackerStore as _MongoTrackerStore
+from rasa.core.tracker_store import SQLTrackerStore as _SQLTrackerStore
+from rasa.shared.exceptions import RasaException
+from sanic import Blueprint, response
+from sanic.request import Request
+
+logger = logging.getLogger(__name__)
+
+# Seconds a client waits before sending a message again that was not recorded because a store or
+# every action server was away: about one failover or restart of a store.
+RETRY_AFTER_S = 5
+# Calls of an idempotent action, all told, when they are lost; the action LB marks a dead server
+# DOWN meanwhile, so the next call reaches another.
+IDEMPOTENT_ATTEMPTS = 3
+# HTTP statuses of the action LB meaning no action server took the call: it did not run.
+NOT_TAKEN = {503}
+# ... meaning the server that took the call was lost before it answered: it may have run.
+LOST = {502, 504}
+
+
+class TurnAborted(BaseException):
+    """This message cannot be answered; nothing of its turn was saved."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        retry_after_s: Optional[int] = None,
+        **details: Any,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.body: Dict[str, Any] = {
+            "error": error,
+            "message": message,
+            "recorded": False,
+            **details,
+        }
+
+    @property
+    def headers(self) -> Dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)} if self.retry_after_s else {}
+
+
+_in_turn: contextvars.ContextVar[bool] = contextvars.ContextVar("syrcad_in_turn", default=False)
+
+
+async def run_turn(
+    on_new_message: Callable[[UserMessage], Awaitable[Any]], message: UserMessage
+) -> Optional[TurnAborted]:
+    """Handle one message; the reason it failed, or None."""
+    token = _in_turn.set(True)
+    try:
+        await on_new_message(message)
+        return None
+    except TurnAborted as aborted:
+        logger.error(f"Turn of '{message.sender_id}' aborted: {aborted}")
+        return aborted
+    except Exception as error:  # raised before the turn's save (the lock store swallows release errors)
+        logger.exception(f"Turn of '{message.sender_id}' failed")
+        return _aborted_by(error)
+    finally:
+        _in_turn.reset(token)
+
+
+def _aborted_by(error: Exception) -> TurnAborted:
+    if isinstance(error, LockError) or _from_module(error, "redis"):
+        return store_unavailable("lock", error)
+    if _from_module(error, "pymongo", "sqlalchemy", "psycopg2"):
+        return store_unavailable("tracker", error)
+    return TurnAborted(
+        500, "turn_failed", f"The bot failed on this message: {type(error).__name__}."
+    )
+
+
+def _from_module(error: BaseException, *modules: str) -> bool:
+    return type(error).__module__.split(".")[0] in modules
+
+
+def store_unavailable(store: str, error: BaseException) -> TurnAborted:
+    return TurnAborted(
+        503,
+        "store_unavailable",
+        f"The {store} store cannot be reached ({type(error).__name__}); the message was not recorded. Send it again.",
+        retry_after_s=RETRY_AFTER_S,
+        store=store,
+    )
+
+
+# --- action calls ------------------------------------------------------------------------------
+
+_call_remote_action = RemoteAction.run
+
+
+async def _run_remote_action(self: RemoteAction, *args: Any, **kwargs: Any) -> Any:
+    endpoint = self.action_endpoint
+    idempotent = bool(endpoint) and self.name() in (endpoint.kwargs.get("idempotent_actions") or ())
+    attempt = 1
+    while True:
+        try:
+            return await _call_remote_action(self, *args, **kwargs)
+        except ActionExecutionRejection:
+            raise  # a form's validation said no: part of a normal turn
+        except RasaException as error:
+            status, cause = _http_status(error), error.__cause__ or error.__context__
+            taken = status not in NOT_TAKEN and not isinstance(cause, aiohttp.ClientConnectorError)
+            lost = taken and (status in LOST or status is None)  # None: the connection dropped
+            if idempotent and (lost or not taken) and attempt < IDEMPOTENT_ATTEMPTS:
+                logger.warning(
+                    f"Call of idempotent action '{self.name()}' lost (attempt {attempt}); calling it again"
+                )
+                attempt += 1
+                await asyncio.sleep(0.2 * attempt)
+                continue
+            if not _in_turn.get():
+                raise
+            raise _action_aborted(self.name(), status, taken, lost) from error
+
+
+def _action_aborted(action: str, status: Optional[int], taken: bool, lost: bool) -> TurnAborted:
+    if not taken:
+        return TurnAborted(
+            503,
+            "action_unavailable",
+            f"No action server could take '{action}'; the message was not recorded. Send it again.",
+            retry_after_s=RETRY_AFTER_S,
+            action=action,
+        )
+    if lost:
+        return TurnAborted(
+            502,
+            "action_lost",
+            f"The action server running '{action}' was lost before it answered. The action may have "
+            "taken effect; the message was not recorded.",
+            action=action,
+        )
+    return TurnAborted(
+        502,
+        "action_failed",
+        f"The action '{action}' failed on the action server (HTTP {status}); the message was not recorded.",
+        action=action,
+    )
+
+
+def _http_status(error: BaseException) -> Optional[int]:
+    status = getattr(error.__cause__ or error.__context__, "status", None)
+    return status if isinstance(status, int) else None
+
+
+# Rasa offers no hook around an action call; this wraps its one method that makes remote calls.
+RemoteAction.run = _run_remote_action  # type: ignore[method-assign]
+
+
+# --- tracker stores ----------------------------------------------------------------------------
+
+
+class _AbortOnStoreError:
+    """Inside a turn, a store error aborts it instead of reaching Rasa's in-memory fallback."""
+
+    async def retrieve(self, sender_id: str) -> Any:
+        return await _guarded(super().retrieve(sender_id))  # type: ignore[misc]
+
+    async def retrieve_full_tracker(self, sender_id: str) -> Any:
+        return await _guarded(super().retrieve_full_tracker(sender_id))  # type: ignore[misc]
+
+    async def save(self, tracker: Any) -> None:
+        await _guarded(super().save(tracker))  # type: ignore[misc]
+
+
+async def _guarded(call: Awaitable[Any]) -> Any:
+    try:
+        return await call
+    except Exception as error:
+        if _in_turn.get():
+            raise store_unavailable("tracker", error) from error
+        raise
+
+
+class MongoTrackerStore(_AbortOnStoreError, _MongoTrackerStore):
+    """Rasa's Mongo tracker store (same keys as `type: mongod`), honest inside a turn."""
+
+
+class SQLTrackerStore(_AbortOnStoreError, _SQLTrackerStore):
+    """Rasa's SQL tracker store (same keys as `type: SQL`), honest inside a turn."""
+
+
+# --- channels ----------------------------------------------------------------------------------
+
+
+class RestInput(rest.RestInput):
+    """Rasa's REST channel (`/webhooks/rest/webhook`) that answers a failed turn with its error."""
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[None]]) -> Blueprint:
+        webhook = Blueprint("syrcad_rest_webhook", __name__)
+
+        @webhook.route("/", methods=["GET"])
+        async def health(_: Request) -> response.HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @webhook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> Any:
+            agent = getattr(request.app.ctx, "agent", None)
+            if agent is None or not agent.is_ready():  # Rasa would answer 200 with nothing
+                loading = TurnAborted(
+                    503,
+                    "model_loading",
+                    "This replica has no model loaded yet; the message was not recorded. Send it again.",
+                    retry_after_s=RETRY_AFTER_S,
+                )
+                return response.json(loading.body, status=loading.status, headers=loading.headers)
+            sender_id = await self._extract_sender(request)
+            text = self._extract_message(request)
+            input_channel = self._extract_input_channel(request)
+            metadata = self.get_metadata(request)
+            if rasa.utils.endpoints.bool_arg(request, "stream", default=False):
+                # Replies stream out as they come, so a later failure cannot change the status.
+                return response.stream(
+                    self.stream_response(on_new_message, text, sender_id, input_channel, metadata),
+                    content_type="text/event-stream",
+                )
+            collector = CollectingOutputChannel()
+            message = UserMessage(
+                text, collector, sender_id, input_channel=input_channel, metadata=metadata
+            )
+            aborted = await run_turn(on_new_message, message)
+            if aborted:
+                return response.json(aborted.body, status=aborted.status, headers=aborted.headers)
+            return response.json(collector.messages)
+
+        return webhook
+
+
+class SocketIOInput(socketio.SocketIOInput):
+    """Rasa's socket.io channel that emits `bot_error` to the session when a turn fails."""
+
+    ERROR_EVT = "bot_error"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        async def honest(message: UserMessage) -> None:
+            aborted = await run_turn(on_new_message, message)
+            if aborted:
+                # Replies sent before the failure stay with the client; the tracker has none.
+                body = {
+                    **aborted.body,
+                    "status": aborted.status,
+                    "retry_after_s": aborted.retry_after_s,
+                }
+                sio = message.output_channel.sio  # type: ignore[union-attr]
+                await sio.emit(self.ERROR_EVT, body, room=message.sender_id)
+
+        return super().blueprint(honest)

@@ -1,0 +1,203 @@
+"""A message whose processing fails is answered at once and honestly (syrcad_turns.py).
+
+Each test holds calls in flight on purpose (the sample actions take `metadata.action_delay_s`)
+and then kills the replica under them, so the failure it checks always happens; it asserts what
+the client got, how fast, and what the tracker holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import pytest
+import requests
+
+from syrcad.plan import readiness
+
+from .conftest import E2ECluster, new_sender
+from .driver import Driver, Exchange, send, user_texts
+from .faults import (
+    action_calls_cut_off,
+    container,
+    crash,
+    frontend_trouble,
+    lb_trouble,
+    wait_until_back_up,
+)
+from .sockets import SocketUser
+
+pytestmark = [pytest.mark.e2e, pytest.mark.local_layout]
+
+HOURS = "We are open every day from 11:00 to 23:00."
+# Long enough that every probe is still under way when the kill comes PROBE_HEAD_S after them.
+PROBE_DELAY_S = 5.0
+PROBE_HEAD_S = 2.0
+# A killed process's connections are reset by the kernel at once: its LB answers within a
+# moment; allow for a busy machine.
+ANSWERED_AFTER_KILL_S = 2.0
+
+
+def kill_under_probes(
+    cluster: E2ECluster, service: str, probes: list[Callable[[], Exchange]]
+) -> tuple[list[Exchange], float]:
+    """Send the probes at once, kill -9 replica 1 of `service` while they are under way, and
+    wait for it to be back in its LB; the probes' outcomes, and when the kill came."""
+    with ThreadPoolExecutor(len(probes)) as pool:
+        futures = [pool.submit(probe) for probe in probes]
+        time.sleep(PROBE_HEAD_S)
+        killed_at = time.monotonic()
+        crash(cluster, service)
+        outcomes = [f.result() for f in futures]
+    wait_until_back_up(cluster, container(service))
+    return outcomes, killed_at
+
+
+def slow_message(
+    cluster: E2ECluster, sender: str, message: str, expected: str, delay_s: float
+) -> Callable[[], Exchange]:
+    """A message whose action takes `delay_s`, to send when called."""
+    metadata = {"action_delay_s": delay_s}
+    return lambda: send(requests.Session(), cluster.public, sender, message, expected, metadata)
+
+
+def answered_after(exchange: Exchange, moment: float) -> float:
+    return exchange.sent_at + exchange.took_s - moment
+
+
+def test_a_lost_action_call_fails_its_message_and_records_nothing(cluster: E2ECluster) -> None:
+    """action_confirm_booking is not idempotent: its call lost with the server is not made
+    again; the client gets a 502 that says so, and the tracker has none of that message."""
+    senders = [new_sender() for _ in range(4)]
+    for sender in senders:
+        cluster.texts(sender, "book a table")
+        cluster.texts(sender, "greek")
+    delay = PROBE_DELAY_S + PROBE_HEAD_S
+    probes = [slow_message(cluster, s, "7", "Booked: a table for 7", delay) for s in senders]
+    since = datetime.now()
+    outcomes, killed_at = kill_under_probes(cluster, "action", probes)
+    lost = [o for o in outcomes if o.failed]
+    slowest = max(answered_after(o, killed_at) for o in lost) if lost else 0.0
+    print(
+        f"\n{len(lost)} of {len(outcomes)} calls lost with action-1; answered {slowest:.2f}s after"
+    )
+    cut_off = action_calls_cut_off(cluster, since, "action-1")
+    assert len(lost) == len(cut_off) >= 1, (outcomes, cut_off, lb_trouble(cluster, since))
+    for outcome in lost:
+        assert outcome.status == 502 and outcome.failure, outcome
+        assert outcome.failure["error"] == "action_lost", outcome.failure
+        assert outcome.failure["recorded"] is False
+        # Nothing of the turn was saved: the conversation is where it was before "7" ...
+        assert cluster.user_texts(outcome.sender) == ["book a table", "greek"]
+        # ... and goes on from there when the client sends it again.
+        assert cluster.texts(outcome.sender, "7")[0].startswith("Booked: a table for 7")
+    assert slowest < ANSWERED_AFTER_KILL_S, lost
+    assert all(o.reply and o.reply.startswith("Booked") for o in outcomes if not o.failed)
+
+
+def test_an_idempotent_action_is_called_again_when_its_server_dies(cluster: E2ECluster) -> None:
+    """action_opening_hours is listed as idempotent: a call lost with its server is made again
+    on the other one, and the client gets the full reply."""
+    senders = [new_sender() for _ in range(4)]
+    question = "what are your opening hours"
+    probes = [slow_message(cluster, s, question, HOURS, PROBE_DELAY_S) for s in senders]
+    since = datetime.now()
+    outcomes, _ = kill_under_probes(cluster, "action", probes)
+    cut_off = action_calls_cut_off(cluster, since, "action-1")
+    print(f"\n{len(cut_off)} calls lost with action-1 and made again; all {len(outcomes)} answered")
+    assert cut_off, lb_trouble(cluster, since)
+    assert [o for o in outcomes if o.failed] == [], (outcomes, frontend_trouble(cluster, since))
+    for sender in senders:
+        assert cluster.user_texts(sender) == [question]
+
+
+def test_a_lost_frontend_answers_its_requests_at_once_and_repeats_none(cluster: E2ECluster) -> None:
+    """kill -9 of a frontend under load, with requests certainly under way on it: each of those
+    gets a 502 at once; no request gets a 200 without a reply; no tracker holds a message twice."""
+    since = datetime.now()
+    driver = Driver(cluster.public, workers=4, think_s=0.1).start()
+    senders: list[str] = []
+    try:
+        time.sleep(3)
+        for _ in range(3):  # until the kill catches a probe under way on frontend-1
+            round_senders = [new_sender() for _ in range(4)]
+            senders += round_senders
+            question = "when are you open"
+            probes = [
+                slow_message(cluster, s, question, HOURS, PROBE_DELAY_S) for s in round_senders
+            ]
+            outcomes, killed_at = kill_under_probes(cluster, "frontend", probes)
+            if any(o.failed for o in outcomes):
+                break
+    finally:
+        driver.stop()
+    cut = [o for o in outcomes if o.failed]
+    failed = cut + [f for f in driver.failures if f.sent_at + f.took_s >= killed_at]
+    # The probes on frontend-1 at the kill are answered at once. The LB also ends the requests
+    # it was connecting to frontend-1 (refused) in the instant it marks it DOWN, once they leave
+    # its queue (every replica was busy with a probe): the same 502, later; never a replay.
+    slowest = max((answered_after(f, killed_at) for f in cut), default=0.0)
+    print(
+        f"\n{len(cut)} of {len(outcomes)} probes and {len(failed) - len(cut)} other requests "
+        f"failed with frontend-1; the probes under way on it answered {slowest:.2f}s after the kill"
+    )
+    for f in failed:
+        print(
+            f"  {f.message!r}: {f.status} {f.failure or f.error} {answered_after(f, killed_at):.2f}s"
+        )
+    assert cut, (outcomes, lb_trouble(cluster, since))  # the kill did catch requests under way
+    assert all(f.status == 502 and f.failure for f in failed), failed
+    assert all(f.failure and f.failure["error"] == "replica_lost" for f in failed), failed
+    assert slowest < ANSWERED_AFTER_KILL_S, (failed, lb_trouble(cluster, since))
+    busy_for = PROBE_DELAY_S - PROBE_HEAD_S + ANSWERED_AFTER_KILL_S
+    assert all(answered_after(f, killed_at) < busy_for for f in failed), failed
+    assert not any(e.empty_200 for e in driver.exchanges + outcomes)
+    mongo = cluster.mongo()
+    assert driver.repeated_or_reordered(mongo) == []
+    assert all(user_texts(mongo, s) in ([], [question]) for s in senders)
+
+
+@pytest.mark.parametrize("store", ["redis", "mongo"])
+def test_a_store_outage_is_a_503_on_rest_and_an_error_event_on_socketio(
+    cluster: E2ECluster, store: str
+) -> None:
+    """While a store is stopped, every message gets a 503 with Retry-After (REST) or a bot_error
+    event (socket.io), soon, and nothing of it is recorded; once the store is back, the same
+    conversations go on without restarting anything."""
+    sender = new_sender()
+    assert cluster.texts(sender, "book a table") == ["Which cuisine would you like?"]
+    user = SocketUser(cluster.public, "websocket").connect()
+    engine, name = cluster.docker(f"{store}-1"), container(store)
+    try:
+        assert user.say("hello")
+        engine.stop(name)
+        try:
+            outcome = send(requests.Session(), cluster.public, sender, "greek", "For how many")
+            assert user.say("book a table") == []
+        finally:
+            engine.start(name)
+        print(f"\n{store} stopped: a 503 after {outcome.took_s:.2f}s; {user.errors}")
+        assert outcome.status == 503 and outcome.failure, outcome
+        assert outcome.failure["error"] == "store_unavailable" and outcome.retry_after_s > 0
+        assert outcome.took_s < readiness.STORE_CONNECT_TIMEOUT_S + 2
+        assert [e["error"] for e in user.errors] == ["store_unavailable"], user.errors
+        serving_after = wait_until_answered(cluster, sender, "greek", "For how many people?")
+    finally:
+        user.close()
+    print(f"{store} back: serving again after {serving_after:.1f}s")
+    assert serving_after < 5 + readiness.STORE_CONNECT_TIMEOUT_S, serving_after
+    assert cluster.user_texts(sender) == ["book a table", "greek"]
+    assert cluster.user_texts(user.session_id) == ["hello"]
+
+
+def wait_until_answered(cluster: E2ECluster, sender: str, message: str, expected: str) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < 60:
+        outcome = send(requests.Session(), cluster.public, sender, message, expected)
+        if not outcome.failed:
+            return time.monotonic() - started
+        assert outcome.status == 503, outcome  # a store coming back is not an excuse to lie
+        time.sleep(0.5)
+    raise AssertionError(f"no answer to {message!r} 60 s after the store came back")
