@@ -106,6 +106,11 @@ CASES: dict[str, tuple[str, str]] = {
         BASE + "services:\n  lb:\n    public_port: 70000\n",
         "{file}:12: services.lb.public_port: must be at most 65535, got 70000",
     ),
+    "trusted source is not a network": (
+        BASE + "services:\n  lb:\n    trusted_sources: [10.0.0.1/24]\n",
+        "{file}:12: services.lb.trusted_sources[0]: expected a network like 10.0.0.0/24 "
+        "(no host bits set), got '10.0.0.1/24'",
+    ),
     "role listed twice": (
         BASE.replace("[mongo, redis]", "[mongo, redis, mongo]"),
         "{file}:7: hosts.store1.roles: role listed twice: mongo",

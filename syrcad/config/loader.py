@@ -251,6 +251,7 @@ _EXPECTED = {
     "tuple_type": "a list",
     "list_type": "a list",
     "ip_any_address": "an IP address",
+    "ip_any_network": "a network like 10.0.0.0/24 (no host bits set)",
 }
 _FIXED = {
     "missing": "required key is missing",

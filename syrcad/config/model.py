@@ -14,6 +14,7 @@ from pydantic import (
     Discriminator,
     Field,
     IPvAnyAddress,
+    IPvAnyNetwork,
     StringConstraints,
     Tag,
     field_validator,
@@ -190,7 +191,10 @@ class ActionService(Model):
 
 
 class RateLimit(Model):
+    # Per client address (not for trusted sources), and per conversation (the JSON sender, the
+    # socket.io session): requests within period_s, beyond which a 429 says when to come back.
     requests: Annotated[int, Field(ge=1)] = 300
+    per_conversation: Annotated[int, Field(ge=1)] = 60
     period_s: Annotated[int, Field(ge=1, le=3600)] = 10
 
 
@@ -210,6 +214,9 @@ class LbService(Model):
     # Inference plus action calls; Rasa's own default action timeout is 10 s per call.
     timeout_s: Annotated[int, Field(ge=1, le=3600)] = 60
     rate_limit: RateLimit = RateLimit()
+    # Addresses that carry many users (a messaging platform's webhooks, a corporate proxy): not
+    # limited as one client. Their X-Forwarded-For names the client, which is then limited.
+    trusted_sources: tuple[IPvAnyNetwork, ...] = ()
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 64 * 1024
     tls: Tls | None = None
 

@@ -245,6 +245,8 @@ def write_hosts_file(folder: Path, layout: Layout) -> Path:
         **LB,
         "tls": {"certificate": str(self_signed(folder)), "port": TLS_PORT},
     }
+    if layout.name == "hosts":  # the second source address stands for a messaging platform
+        document["services"]["lb"]["trusted_sources"] = [f"{layout.second_client}/32"]
     document["stores"] = STORES
     path = folder / "hosts.yml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")

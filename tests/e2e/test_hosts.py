@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 import pytest
+import requests
 
 from syrcad.apply import facts, journal
+from syrcad.config.model import RateLimit
 from syrcad.plan import readiness
 
 from .. import testhosts
-from .conftest import LB, E2ECluster, syrcad
+from .conftest import LB, E2ECluster, new_sender, syrcad
 from .driver import Driver
 from .faults import lb_trouble
 
@@ -134,3 +138,63 @@ def test_frontend_host_cut_off_under_load(cluster: E2ECluster) -> None:
         p for p in driver.lost_or_reordered(cluster.mongo()) if p.split(":")[0] not in broken
     ]
     assert problems == [], problems[:5]
+
+
+@pytest.mark.hosts_layout
+def test_rate_limits_fit_chat_traffic(cluster: E2ECluster) -> None:
+    """A trusted source (a messaging platform's webhooks) carrying 50 conversations at twice the
+    per-address limit is never refused; a sender flooding is, with Retry-After, while the other
+    conversations go on."""
+    limit = RateLimit()  # the e2e cluster's: the defaults
+    trusted = requests.Session()
+    trusted.mount("http://", FromAddress(cluster.layout.second_client))
+    url = f"{cluster.public}/webhooks/rest/webhook"
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        conversations = [
+            pool.submit(trusted.post, url, json={"sender": new_sender(), "message": "hello"})
+            for _ in range(50)
+        ]
+        # The rest of twice the per-address limit in the same period, on Rasa's cheapest path.
+        rest = [
+            pool.submit(trusted.get, f"{cluster.public}/")
+            for _ in range(2 * limit.requests - len(conversations))
+        ]
+        statuses = [f.result().status_code for f in conversations + rest]
+    took = time.monotonic() - started
+    print(f"\ntrusted source: {len(statuses)} requests in {took:.1f}s, statuses {set(statuses)}")
+    assert took < limit.period_s, took  # all within one period: twice the limit
+    assert set(statuses) == {200}
+
+    # The trusted source as a proxy: the client it names is limited like any address.
+    named = {"X-Forwarded-For": "203.0.113.7"}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(
+                lambda _: trusted.get(f"{cluster.public}/", headers=named).status_code,
+                range(limit.requests + 10),
+            )
+        )
+    print(f"a client named by the trusted proxy: {answers.count(429)} of {len(answers)} refused")
+    assert 429 in answers
+
+    flooder, other = new_sender(), new_sender()
+    flood = [
+        requests.post(url, json={"sender": flooder, "message": "hello"}, timeout=30)
+        for _ in range(limit.per_conversation + 5)
+    ]
+    refused = [r for r in flood if r.status_code == 429]
+    print(f"flooding sender: {len(refused)} of {len(flood)} refused")
+    assert refused and refused[0].headers["Retry-After"] == str(limit.period_s)
+    assert cluster.texts(other, "hello")  # another conversation from the same address: served
+
+
+class FromAddress(requests.adapters.HTTPAdapter):
+    """Connections from one source address of this machine: another client of the LB."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__(pool_maxsize=8)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, source_address=(self.address, 0), **kwargs)
