@@ -53,6 +53,14 @@ class Exchange:
         return self.status == 200 and self.reply is None
 
     @property
+    def cut_off(self) -> bool:
+        """How a request lost with a replica (its own or its action server) ends: a 502 that says
+        so, or (HAProxy's way to end some streams of a server it marks DOWN) the connection
+        closed without an answer."""
+        lost = (self.failure or {}).get("error") in ("replica_lost", "action_lost")
+        return (self.status == 502 and lost) or self.status is None
+
+    @property
     def wrong_reply(self) -> bool:
         """Answered (200, with text), but not with what the conversation's context calls for."""
         return self.failed and self.status == 200 and self.reply is not None

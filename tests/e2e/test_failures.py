@@ -138,6 +138,7 @@ def test_a_lost_frontend_answers_its_requests_at_once_and_repeats_none(cluster: 
     # The probes on frontend-1 at the kill are answered at once. The LB also ends the requests
     # it was connecting to frontend-1 (refused) in the instant it marks it DOWN, once they leave
     # its queue (every replica was busy with a probe): the same 502, later; never a replay.
+    # HAProxy ends some of them by closing the client's connection instead (Exchange.cut_off).
     slowest = max((answered_after(f, killed_at) for f in cut), default=0.0)
     print(
         f"\n{len(cut)} of {len(outcomes)} probes and {len(failed) - len(cut)} other requests "
@@ -148,8 +149,7 @@ def test_a_lost_frontend_answers_its_requests_at_once_and_repeats_none(cluster: 
             f"  {f.message!r}: {f.status} {f.failure or f.error} {answered_after(f, killed_at):.2f}s"
         )
     assert cut, (outcomes, lb_trouble(cluster, since))  # the kill did catch requests under way
-    assert all(f.status == 502 and f.failure for f in failed), failed
-    assert all(f.failure and f.failure["error"] == "replica_lost" for f in failed), failed
+    assert all(f.cut_off for f in failed), failed
     assert slowest < ANSWERED_AFTER_KILL_S, (failed, lb_trouble(cluster, since))
     busy_for = PROBE_DELAY_S - PROBE_HEAD_S + ANSWERED_AFTER_KILL_S
     assert all(answered_after(f, killed_at) < busy_for for f in failed), failed

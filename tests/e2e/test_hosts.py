@@ -127,7 +127,7 @@ def test_frontend_host_cut_off_under_load(cluster: E2ECluster) -> None:
         print(f"  {f.message!r}: {f.status} {f.failure or f.error}")
     print("\n".join(lb_trouble(cluster, since)))
     assert failed_at_cut <= 4, driver.failures[:5]
-    assert all((f.status == 502 and f.failure) or f.status is None for f in cut_off), cut_off
+    assert all(f.cut_off for f in cut_off), cut_off
     assert slowest < readiness.LB_LOSS_DETECTED_WITHIN_S + 2, cut_off
     assert not any(e.empty_200 for e in driver.exchanges)
     assert failed_after == 0, driver.failures[-5:]
