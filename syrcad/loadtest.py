@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syrcad.config.model import Cluster
-from syrcad.plan.placement import Placement
-from syrcad.render.context import address_literal
+from syrcad.plan.placement import Placement, address_literal
 from syrcad.render.templates import data_root
 
 

@@ -20,6 +20,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="local",
         help="Where the e2e cluster runs: this machine's engine, or three test hosts over ssh.",
     )
+    parser.addoption(
+        "--tracker",
+        choices=("mongo", "postgres"),
+        default="mongo",
+        help="The tracker store of the e2e cluster (the one syrcad runs).",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -40,4 +46,5 @@ def fixed_secrets() -> Secrets:
         tracker_password="golden-tracker-pass-00",
         redis_password="golden-redis-pass-0000",
         stats_password="golden-stats-pass-0000",
+        replica_set_key="golden-replica-set-key-0",
     )

@@ -53,7 +53,7 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "unknown role": (
         BASE.replace("[frontend, action, lb]", "[fronted, action, lb]"),
-        "{file}:4: hosts.app1.roles[0]: 'fronted' is not a role (frontend, action, lb, mongo, redis, train)",
+        "{file}:4: hosts.app1.roles[0]: 'fronted' is not a role (frontend, action, lb, mongo, postgres, redis, train)",
     ),
     "replicas below one": (
         BASE + "services:\n  frontend:\n    replicas: 0\n",
@@ -142,9 +142,29 @@ CASES: dict[str, tuple[str, str]] = {
         "{file}:7: hosts.store1.roles: role 'mongo' is only used with stores.tracker.type mongo "
         "(the tracker is postgres)",
     ),
-    "two lock stores": (
-        BASE.replace("[frontend, action, lb]", "[frontend, action, lb, redis]"),
-        "{file}:1: hosts: only one host may have the role 'redis' (one lock store for all frontends)",
+    "postgres tracker without its host": (
+        BASE.replace("[mongo, redis]", "[redis]") + "stores:\n  tracker:\n    type: postgres\n",
+        "{file}:1: hosts: no host has the role 'postgres', needed for the PostgreSQL tracker store",
+    ),
+    "postgres role with an outside postgres": (
+        BASE.replace("[mongo, redis]", "[postgres, redis]")
+        + "stores:\n  tracker:\n    type: postgres\n    host: db.internal\n",
+        "{file}:7: hosts.store1.roles: role 'postgres' is not used with stores.tracker.host set "
+        "(db.internal runs it)",
+    ),
+    "two postgres hosts": (
+        BASE.replace("[mongo, redis]", "[postgres, redis]").replace(
+            "[frontend, action, lb]", "[frontend, action, lb, postgres]"
+        )
+        + "stores:\n  tracker:\n    type: postgres\n",
+        "{file}:1: hosts: only one host may have the role 'postgres' (syrcad runs one PostgreSQL "
+        "server)",
+    ),
+    "replicated lock store with the stock lock store": (
+        BASE.replace("[frontend, action, lb]", "[frontend, action, lb, redis]")
+        + "stores:\n  lock:\n    atomic: false\n",
+        "{file}:12: stores.lock.atomic: several hosts have the role 'redis': Rasa's stock lock "
+        "store cannot follow a failover of the primary (rasa issue 3924); leave atomic true",
     ),
     "several mongo hosts without a replica set": (
         BASE.replace("[frontend, action, lb]", "[frontend, action, lb, mongo]"),

@@ -109,7 +109,7 @@ def test_secrets_file_is_validated(tmp_path: Path) -> None:
         ensure(path)
     assert str(caught.value) == (
         f"{path}: favourite: unknown secret (known: rasa_token, jwt_secret, tracker_password, "
-        f"redis_password, stats_password)\n"
+        f"redis_password, stats_password, replica_set_key)\n"
         f"{path}: rasa_token: expected 16 to 256 characters of A-Z a-z 0-9 _ -"
     )
 

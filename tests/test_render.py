@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from syrcad.config import load
+from syrcad.config.model import Cluster, PostgresTracker
 from syrcad.config.secrets import Secrets
 from syrcad.plan import place
 from syrcad.render import RenderedFile, render, write_tree
@@ -18,7 +19,9 @@ from syrcad.render import RenderedFile, render, write_tree
 from .conftest import EXAMPLES, ROOT
 
 GOLDEN = ROOT / "tests" / "golden"
-EXAMPLE_FILES = ["hosts.yml", "local.yml"]
+# local.yml with syrcad's own PostgreSQL as the tracker store, where Mongo was.
+WITH_POSTGRES = "local.yml+postgres"
+EXAMPLE_FILES = ["hosts.yml", "local.yml", WITH_POSTGRES]
 
 
 def templated(files: tuple[RenderedFile, ...]) -> list[RenderedFile]:
@@ -26,8 +29,23 @@ def templated(files: tuple[RenderedFile, ...]) -> list[RenderedFile]:
     return [f for f in files if f.path.suffix != ".py"]
 
 
+def example_cluster(example: str) -> Cluster:
+    file, _, variant = example.partition("+")
+    cluster = load(EXAMPLES / file).cluster
+    if variant != "postgres":
+        return cluster
+    hosts = {
+        name: host.model_copy(
+            update={"roles": tuple("postgres" if r == "mongo" else r for r in host.roles)}
+        )
+        for name, host in cluster.hosts.items()
+    }
+    stores = cluster.stores.model_copy(update={"tracker": PostgresTracker(type="postgres")})
+    return cluster.model_copy(update={"hosts": hosts, "stores": stores})
+
+
 def rendered(example: str, secrets: Secrets) -> tuple[RenderedFile, ...]:
-    cluster = load(EXAMPLES / example).cluster
+    cluster = example_cluster(example)
     return render(cluster, place(cluster), secrets)
 
 
@@ -38,7 +56,7 @@ def portable(file: RenderedFile) -> str:
 
 @pytest.mark.parametrize("example", EXAMPLE_FILES)
 def test_golden_files(example: str, fixed_secrets: Secrets, request: pytest.FixtureRequest) -> None:
-    folder = GOLDEN / Path(example).stem
+    folder = GOLDEN / example.replace(".yml", "").replace("+", "-")
     files = templated(rendered(example, fixed_secrets))
     if request.config.getoption("--update-golden"):
         shutil.rmtree(folder, ignore_errors=True)

@@ -16,9 +16,23 @@ up to Rasa's lock lifetime as before. A frontend that dies holding a ticket (kil
 host) holds up the sender's next message for at most LEASE_S, not the whole lock lifetime (60 s
 by default), which is longer than clients wait.
 
+A replicated Redis (several `redis` hosts) is reached through its Sentinels (keys `sentinels`,
+a list of host:port, and `service_name`): each new connection asks them for the primary, so the
+store follows a failover, which Rasa's own Redis lock store cannot (rasa issue 3924). Replication
+is asynchronous, and a replica promoted before it got the last ISSUE would hand out that ticket
+number again: two frontends would serve one sender at once. So with `replicas` set, a ticket is
+used only once a replica has it (WAIT); the Sentinels promote the replica that is furthest
+along, which then has it. A ticket that a connected replica does not confirm in time is
+withdrawn and the message refused (503; the client sends it again). A primary with no replica
+connected (the others are lost) goes on alone: no replica holds an older counter that could be
+promoted, as the Sentinels promote none that lost its primary for long. The other scripts need
+no wait: a renewal or a release lost in a failover only ends a ticket sooner or later (its
+lease), never hands it out twice.
+
 syrcad mounts this file beside endpoints.yml (on PYTHONPATH), so the official Rasa image loads
 it from `lock_store.type: syrcad_lock_store.AtomicRedisLockStore`, with the stock keys: url,
-port, db, username, password, use_ssl, key_prefix, socket_timeout; and socket_connect_timeout.
+port, db, username, password, use_ssl, key_prefix, socket_timeout; and socket_connect_timeout,
+sentinels, service_name, replicas.
 """
 
 from __future__ import annotations
@@ -34,6 +48,9 @@ from rasa.core.lock_store import LOCK_LIFETIME, LockError, LockStore
 from rasa.utils.endpoints import EndpointConfig
 
 logger = logging.getLogger(__name__)
+
+# How long ISSUE waits for a replica to confirm a ticket; replication takes a millisecond or so.
+REPLICATED_WITHIN_MS = 1000
 
 # Longer than the event loop of a busy frontend stays blocked (TensorFlow runs on it), so a live
 # holder always renews in time: it renews every third of it.
@@ -94,6 +111,11 @@ return 1
 WAITING = _PURGE + "return redis.call('ZCARD', KEYS[1])"
 
 
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 class AtomicRedisLockStore(LockStore):
     """Ticket lock per conversation in Redis, every step atomic."""
 
@@ -103,17 +125,28 @@ class AtomicRedisLockStore(LockStore):
         options = dict(endpoint_config.kwargs) if endpoint_config else {}
         options.update(kwargs)
         host = (endpoint_config.url if endpoint_config else None) or options.pop("host", "localhost")
-        self.red = redis.StrictRedis(
-            host=host,
-            port=int(options.get("port", 6379)),
+        timeouts = {
+            "socket_timeout": float(options.get("socket_timeout", 10)),
+            # Unset, a connect to a host that is gone waits for the kernel's SYN retries (minutes).
+            "socket_connect_timeout": float(options.get("socket_connect_timeout", 3)),
+        }
+        connection = dict(
             db=int(options.get("db", 1)),
             username=options.get("username"),
             password=options.get("password"),
             ssl=bool(options.get("use_ssl", False)),
-            socket_timeout=float(options.get("socket_timeout", 10)),
-            # Unset, a connect to a host that is gone waits for the kernel's SYN retries (minutes).
-            socket_connect_timeout=float(options.get("socket_connect_timeout", 3)),
+            **timeouts,
         )
+        self.replicas = int(options.get("replicas", 0))
+        if options.get("sentinels"):
+            from redis.sentinel import Sentinel
+
+            sentinels = [_host_port(address) for address in options["sentinels"]]
+            self.red = Sentinel(sentinels, sentinel_kwargs=timeouts).master_for(
+                str(options["service_name"]), **connection
+            )
+        else:
+            self.red = redis.StrictRedis(host=host, port=int(options.get("port", 6379)), **connection)
         prefix = str(options.get("key_prefix") or "")
         self.key_prefix = (prefix + ":" if prefix.isalnum() else "") + "lock:"
         self._issue = self.red.register_script(ISSUE)
@@ -128,10 +161,22 @@ class AtomicRedisLockStore(LockStore):
         return [base, base + ":expires", base + ":next"]
 
     def issue_ticket(self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME) -> int:
+        keys = self._keys(conversation_id)
         try:
-            return int(self._issue(keys=self._keys(conversation_id), args=[int(lock_lifetime * 1000)]))
+            ticket = int(self._issue(keys=keys, args=[int(lock_lifetime * 1000)]))
+            if self.replicas and not self._replicated():
+                self._finish(keys=keys, args=[ticket])
+                raise LockError(f"no replica confirmed ticket {ticket} within {REPLICATED_WITHIN_MS} ms")
+            return ticket
         except Exception as error:  # same contract as the stock store
             raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
+
+    def _replicated(self) -> bool:
+        """A replica has every write so far, or the primary has no replica connected."""
+        if int(self.red.wait(1, REPLICATED_WITHIN_MS)) >= 1:
+            return True
+        role = self.red.execute_command("ROLE")  # ["master", offset, [connected replicas]]
+        return not role[2]
 
     @asynccontextmanager
     async def lock(

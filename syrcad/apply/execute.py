@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from syrcad.apply import facts, haproxy, preflight, rotate, shipping, training
+from syrcad.apply import facts, haproxy, preflight, replica_set, rotate, shipping, training
 from syrcad.apply.deployment import Deployment, Reporter, holding, prepare
 from syrcad.apply.hosts import HostHandle, each
 from syrcad.apply.waits import drain, enable, wait_in_lbs, wait_ready
@@ -288,6 +288,10 @@ def _store_password(step: Step, run: Run) -> None:
     run.report.step(f"{', '.join(step.names)}: password {step.note}")
 
 
+def _init_replica_set(step: Step, run: Run) -> None:
+    run.report.step(replica_set.ensure(run.dep, step.note, step.seconds))
+
+
 def _write_secrets(step: Step, run: Run) -> None:
     write_private(secrets_path(run.dep.loaded.path), document(run.dep.secrets))
 
@@ -318,4 +322,5 @@ _ACTIONS: dict[str, Callable[[Step, Run], None]] = {
     "store-password": _store_password,
     "write-secrets": _write_secrets,
     "train": _train,
+    "init-replica-set": _init_replica_set,
 }

@@ -41,6 +41,7 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("syrcad/haproxy:2.6", "haproxy", "bookworm"),
     Recipe("syrcad/redis:7.0", "redis", "bookworm"),
     Recipe("syrcad/mongo:secantus-0.7", "mongo", "bookworm"),
+    Recipe("syrcad/postgres:15", "postgres", "bookworm"),
 )
 
 

@@ -17,7 +17,6 @@ from syrcad.apply import shipping
 from syrcad.apply.deployment import Deployment, holding, prepare
 from syrcad.apply.hosts import HostHandle, each
 from syrcad.apply.rotate import FRONTEND_SECRETS, fresh_secrets
-from syrcad.config.model import MongoTracker
 from syrcad.config.state import Scalable, ScaleRecord, State, read_state, state_path
 from syrcad.errors import ConfigError, RemoteError, SyrcadError, UsageError
 from syrcad.plan import commands, steps
@@ -55,7 +54,7 @@ def lacking_images(
 
 def up(dep: Deployment) -> steps.Plan:
     lacking, answered = lacking_images(dep, dep.used_hosts())
-    plan = steps.up(dep.placement, changed_files(dep), lacking)
+    plan = steps.up(dep.placement, changed_files(dep), lacking, dep.cluster.mongo_replica_set())
     return replace(plan, facts_read=answered)
 
 
@@ -104,7 +103,7 @@ def rotate(hosts_file: Path, only: Sequence[str]) -> tuple[steps.Plan, Deploymen
         names,
         changed,
         frontends_affected=bool(FRONTEND_SECRETS & set(names)),
-        tracker_is_mongo=isinstance(new.cluster.stores.tracker, MongoTracker),
+        tracker_role=new.cluster.tracker_role(),
     )
     return plan, old, new
 

@@ -31,7 +31,9 @@ def image_of(cluster: Cluster, service: Service) -> str:
         "lb": images.haproxy,
         "action-lb": images.haproxy,
         "mongo": images.mongo,
+        "postgres": images.postgres,
         "redis": images.redis,
+        "sentinel": images.redis,
     }[service]
 
 

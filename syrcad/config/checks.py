@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from syrcad.config.loader import Loc
-from syrcad.config.model import Cluster, MongoTracker, Role
+from syrcad.config.model import Cluster, MongoTracker, PostgresTracker, Role
 
 # Which roles a working cluster cannot do without, and what each is for.
 NEEDED_ROLES: dict[Role, str] = {
@@ -35,20 +35,23 @@ def _roles(cluster: Cluster) -> Found:
     """Every needed role on some host, and the store roles that fit the stores."""
     needed = dict(NEEDED_ROLES)
     tracker = cluster.stores.tracker
-    mongo_tracker = isinstance(tracker, MongoTracker)
-    if mongo_tracker:
-        needed["mongo"] = "the MongoDB tracker store"
+    tracker_role = cluster.tracker_role()
+    if tracker_role:
+        needed[tracker_role] = f"the {TRACKER_NAMES[tracker_role]} tracker store"
     for role, purpose in needed.items():
         if not cluster.hosts_with(role):
             yield ("hosts",), f"no host has the role '{role}', needed for {purpose}"
 
-    if not mongo_tracker:
-        for name in cluster.hosts_with("mongo"):
-            yield (
-                ("hosts", name, "roles"),
-                "role 'mongo' is only used with stores.tracker.type mongo (the tracker is postgres)",
-            )
-    elif (
+    for role in ("mongo", "postgres"):
+        if role != tracker_role:
+            for name in cluster.hosts_with(role):
+                yield ("hosts", name, "roles"), _unused_store_role(role, tracker)
+    if len(cluster.hosts_with("postgres")) > 1:
+        yield (
+            ("hosts",),
+            "only one host may have the role 'postgres' (syrcad runs one PostgreSQL server)",
+        )
+    if (
         isinstance(tracker, MongoTracker)
         and len(cluster.hosts_with("mongo")) > 1
         and not tracker.replica_set
@@ -57,11 +60,21 @@ def _roles(cluster: Cluster) -> Found:
             ("stores", "tracker", "replica_set"),
             "several hosts have the role 'mongo': name their replica set here",
         )
-    if len(cluster.hosts_with("redis")) > 1:
+    if cluster.redis_sentinels() and not cluster.stores.lock.atomic:
         yield (
-            ("hosts",),
-            "only one host may have the role 'redis' (one lock store for all frontends)",
+            ("stores", "lock", "atomic"),
+            "several hosts have the role 'redis': Rasa's stock lock store cannot follow a "
+            "failover of the primary (rasa issue 3924); leave atomic true",
         )
+
+
+TRACKER_NAMES = {"mongo": "MongoDB", "postgres": "PostgreSQL"}
+
+
+def _unused_store_role(role: str, tracker: MongoTracker | PostgresTracker) -> str:
+    if role == "postgres" and isinstance(tracker, PostgresTracker):
+        return f"role 'postgres' is not used with stores.tracker.host set ({tracker.host} runs it)"
+    return f"role '{role}' is only used with stores.tracker.type {role} (the tracker is {tracker.type})"
 
 
 def _hosts(cluster: Cluster, base: Path) -> Found:

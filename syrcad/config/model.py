@@ -20,8 +20,8 @@ from pydantic import (
     field_validator,
 )
 
-Role = Literal["frontend", "action", "lb", "mongo", "redis", "train"]
-ROLES: tuple[Role, ...] = ("frontend", "action", "lb", "mongo", "redis", "train")
+Role = Literal["frontend", "action", "lb", "mongo", "postgres", "redis", "train"]
+ROLES: tuple[Role, ...] = ("frontend", "action", "lb", "mongo", "postgres", "redis", "train")
 
 # Every constrained text says what it expects; the loader's messages take it from here.
 MEANINGS: dict[str, str] = {}
@@ -155,6 +155,7 @@ class Images(Model):
     actions: ImageRef = "rasa/rasa-sdk:3.6.2"
     haproxy: ImageRef = "haproxy:2.8"
     mongo: ImageRef = "mongo:7.0"
+    postgres: ImageRef = "postgres:15"
     redis: ImageRef = "redis:7.2"
 
 
@@ -236,10 +237,11 @@ class MongoTracker(Model):
 
 
 class PostgresTracker(Model):
-    """An existing PostgreSQL server; syrcad connects to it but does not deploy it."""
+    """PostgreSQL: syrcad runs it on the host with the `postgres` role and creates the database
+    and user; with `host`, it is an existing server that syrcad connects to and leaves alone."""
 
     type: Literal["postgres"]
-    host: NetworkHost
+    host: NetworkHost | None = None
     port: Port = 5432
     database: Name = "rasa"
     username: UnixUser = "rasa"
@@ -252,6 +254,10 @@ class RedisLock(Model):
     # syrcad's lock store issues tickets atomically; Rasa's stock one can lose messages when one
     # sender reaches two frontends at once (rasa issue 9213). false: use the stock store.
     atomic: bool = True
+    # Several `redis` hosts: the first starts as the primary, the others as its replicas, and a
+    # Sentinel beside each promotes a replica when the primary is lost.
+    sentinel_port: Port = 26379
+    primary_name: Name = "syrcad"  # the Sentinels' name for the primary
 
 
 def _tracker_type(value: Any) -> str:
@@ -283,6 +289,21 @@ class Cluster(Model):
     images: Images = Images()
     services: Services = Services()
     stores: Stores = Stores()
+
+    def tracker_role(self) -> Literal["mongo", "postgres"] | None:
+        """The role (and service) of the tracker store syrcad runs; None for an outside one."""
+        tracker = self.stores.tracker
+        if isinstance(tracker, MongoTracker):
+            return "mongo"
+        return "postgres" if tracker.host is None else None
+
+    def mongo_replica_set(self) -> str | None:
+        tracker = self.stores.tracker
+        return tracker.replica_set if isinstance(tracker, MongoTracker) else None
+
+    def redis_sentinels(self) -> bool:
+        """Whether the lock store is replicated, with Sentinels: several hosts run Redis."""
+        return len(self.hosts_with("redis")) > 1
 
     def hosts_with(self, role: Role) -> tuple[str, ...]:
         """Names of the hosts carrying `role`, in file order (placement depends on it)."""

@@ -5,6 +5,9 @@ They are never printed; a secret reaches only the rendered files that need it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import re
 import secrets as random
@@ -26,6 +29,8 @@ class Secrets:
     tracker_password: str
     redis_password: str
     stats_password: str
+    # The key Mongo replica set members authenticate each other with (their keyFile).
+    replica_set_key: str
 
     def __repr__(self) -> str:  # keeps them out of tracebacks and debug output
         return "Secrets(<hidden>)"
@@ -40,6 +45,21 @@ def new_secret() -> str:
         value = random.token_urlsafe(32)
         if not value.startswith("-"):
             return value
+
+
+def scram_sha256(password: str, salt: bytes | None = None, iterations: int = 4096) -> str:
+    """PostgreSQL's stored form of a password (RFC 5802/7677, as `ALTER ROLE ... PASSWORD`
+    accepts it), so a new password can be set without sending it in clear text."""
+    salt = salt if salt is not None else random.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    b64 = base64.b64encode
+    return (
+        f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}"
+        f"${b64(stored_key).decode()}:{b64(server_key).decode()}"
+    )
 
 
 def secrets_path(hosts_file: Path) -> Path:

@@ -47,6 +47,20 @@ def unpack_files(folder: str) -> str:
     return f"mkdir -p {quote(folder)} && chmod 700 {quote(folder)} && tar -C {quote(folder)} -xf -"
 
 
+def postgres_password(username: str, database: str, verifier: str) -> tuple[str, ...]:
+    """argv, inside the PostgreSQL container (its local socket trusts the container's own
+    processes): the role's password becomes `verifier`, a SCRAM hash, so the password itself is
+    on no command line and in no server log."""
+    sql = f"ALTER ROLE \"{username}\" PASSWORD '{verifier}'"
+    return ("psql", "-X", "-v", "ON_ERROR_STOP=1", "-U", username, "-d", database, "-c", sql)
+
+
+def replica_set_config(name: str, members: Sequence[str]) -> dict[str, object]:
+    """Mongo's `replSetInitiate` document: every member as the `address:port` the others and
+    the frontends dial, in hosts.yml's order."""
+    return {"_id": name, "members": [{"_id": i, "host": m} for i, m in enumerate(members)]}
+
+
 def haproxy_api() -> tuple[str, ...]:
     """argv, inside the LB container, sending its last argument to the runtime API (bash's
     /dev/tcp: in the official image and in the stand-in alike)."""

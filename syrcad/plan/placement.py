@@ -13,12 +13,21 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from syrcad.config.model import Cluster, MongoTracker, Role
+from syrcad.config.model import Cluster, Role
 from syrcad.errors import ConfigError, ConfigIssue
 
-Service = Literal["mongo", "redis", "action", "frontend", "action-lb", "lb"]
+Service = Literal["mongo", "postgres", "redis", "sentinel", "action", "frontend", "action-lb", "lb"]
 # Start order: what a service needs is already up when it starts.
-START_ORDER: tuple[Service, ...] = ("mongo", "redis", "action", "frontend", "action-lb", "lb")
+START_ORDER: tuple[Service, ...] = (
+    "mongo",
+    "postgres",
+    "redis",
+    "sentinel",
+    "action",
+    "frontend",
+    "action-lb",
+    "lb",
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,9 @@ BALANCED: dict[Service, tuple[Backend, ...]] = {
 RASA_PORT = 5005
 ACTIONS_PORT = 5055
 MONGO_PORT = 27017
+POSTGRES_PORT = 5432
 REDIS_PORT = 6379
+SENTINEL_PORT = 26379
 LB_PUBLIC_PORT = 8080
 LB_API_PORT = 8005
 LB_STATS_PORT = 8404
@@ -116,7 +127,12 @@ def place(cluster: Cluster) -> Placement:
     return placement
 
 
-_INNER_PORT = {"action": ACTIONS_PORT, "frontend": RASA_PORT}
+_INNER_PORT: dict[Service, int] = {
+    "action": ACTIONS_PORT,
+    "frontend": RASA_PORT,
+    "mongo": MONGO_PORT,
+    "postgres": POSTGRES_PORT,
+}
 
 
 def _replicas(
@@ -156,14 +172,19 @@ def _singletons(
 
 
 def _stores(cluster: Cluster) -> list[Container]:
-    tracker = cluster.stores.tracker
-    mongo = (
-        _singletons(cluster, "mongo", "mongo", [PortBinding("mongo", tracker.port, MONGO_PORT)])
-        if isinstance(tracker, MongoTracker)
-        else []
-    )
-    lock = PortBinding("redis", cluster.stores.lock.port, REDIS_PORT)
-    return [*mongo, *_singletons(cluster, "redis", "redis", [lock])]
+    role = cluster.tracker_role()
+    tracker: list[Container] = []
+    if role:
+        port = cluster.stores.tracker.port
+        # A replica set's members know each other by host address and port, and a member finds
+        # itself in that list only on the port it listens on: the same port inside and out.
+        inner = port if cluster.mongo_replica_set() else _INNER_PORT[role]
+        tracker = _singletons(cluster, role, role, [PortBinding(role, port, inner)])
+    lock = cluster.stores.lock
+    redis = _singletons(cluster, "redis", "redis", [PortBinding("redis", lock.port, REDIS_PORT)])
+    sentinel = PortBinding("sentinel", lock.sentinel_port, SENTINEL_PORT)
+    sentinels = _singletons(cluster, "sentinel", "redis", [sentinel])
+    return [*tracker, *redis, *(sentinels if cluster.redis_sentinels() else [])]
 
 
 def _load_balancers(cluster: Cluster) -> list[Container]:
@@ -186,10 +207,26 @@ def _load_balancers(cluster: Cluster) -> list[Container]:
     ]
 
 
+def address_literal(address: str) -> str:
+    """An address as it stands before `:port` (IPv6 in brackets)."""
+    return f"[{address}]" if ":" in address else address
+
+
+def replica_set_members(cluster: Cluster, placement: Placement) -> tuple[str, ...]:
+    """`address:port` of every Mongo replica set member, as the set's configuration names it."""
+    members = []
+    for member in placement.of("mongo"):
+        address = address_literal(str(cluster.hosts[member.host].address))
+        members.append(f"{address}:{member.port('mongo').host_port}")
+    return tuple(members)
+
+
 # Which key sets each container's host port, to point a collision at the key to change.
 _PORT_KEYS: dict[tuple[Service, str], tuple[str, ...]] = {
     ("mongo", "mongo"): ("stores", "tracker", "port"),
+    ("postgres", "postgres"): ("stores", "tracker", "port"),
     ("redis", "redis"): ("stores", "lock", "port"),
+    ("sentinel", "sentinel"): ("stores", "lock", "sentinel_port"),
     ("action", "http"): ("services", "action", "base_port"),
     ("frontend", "http"): ("services", "frontend", "base_port"),
     ("action-lb", "http"): ("services", "lb", "action_port"),

@@ -13,7 +13,9 @@ from syrcad.plan.placement import Container, Service
 
 READY_WITHIN_S: dict[Service, int] = {
     "mongo": 120,
+    "postgres": 120,
     "redis": 60,
+    "sentinel": 60,
     "action": 180,
     # A frontend loads its model: four loading at once beside two serving at full load took
     # over 225 s on 2 cores.
@@ -21,6 +23,15 @@ READY_WITHIN_S: dict[Service, int] = {
     "action-lb": 60,
     "lb": 60,
 }
+
+# The Sentinels call a silent Redis primary lost after this long, then promote a replica (a
+# second or two): the lock store's failover window. A failover that stalls is tried again after
+# twice the timeout.
+REDIS_PRIMARY_DOWN_AFTER_S = 5
+REDIS_FAILOVER_TIMEOUT_S = 30
+
+# A new Mongo replica set elects its first primary in seconds; a re-run finds it at once.
+PRIMARY_WITHIN_S = 60
 
 # Docker's health checks of every container: a check every interval, unhealthy after retries.
 HEALTHCHECK_INTERVAL_S = 5

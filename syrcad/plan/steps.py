@@ -15,7 +15,7 @@ from typing import Literal
 
 from syrcad.config.model import Cluster
 from syrcad.plan.placement import BALANCED, Container, Placement, Service
-from syrcad.plan.readiness import IN_LB_WITHIN_S, ready_within_s
+from syrcad.plan.readiness import IN_LB_WITHIN_S, PRIMARY_WITHIN_S, ready_within_s
 
 Action = Literal[
     "ship-images",  # send the host the images it lacks (names: images)
@@ -39,10 +39,11 @@ Action = Literal[
     "store-password",  # a store accepts or forgets a password (note: which)
     "write-secrets",  # the new secrets into hosts.secrets.yml
     "train",  # train the model in a one-off container on the host
+    "init-replica-set",  # Mongo: initiate the set if it is not (note: its name), wait for a primary
 ]
 # The stages of `up`: what a stage needs is ready before it starts.
 STAGES: tuple[tuple[Service, ...], ...] = (
-    ("mongo", "redis"),
+    ("mongo", "postgres", "redis", "sentinel"),
     ("action",),
     ("frontend",),
     ("action-lb", "lb"),
@@ -144,9 +145,11 @@ def up(
     placement: Placement,
     changed: Mapping[str, Sequence[str]],
     missing_images: Mapping[str, Sequence[str]],
+    replica_set: str | None = None,
 ) -> Plan:
     """Converge every host: ship images, write files, start stage by stage, each stage ready
-    before the next; then restart what must re-read its files and bring every replica in."""
+    before the next (Mongo's replica set initiated and with a primary); then restart what must
+    re-read its files and bring every replica in."""
     hosts = _hosts(placement)
     steps = [*ship(placement, missing_images), *_write(changed, hosts)]
     for stage in STAGES:
@@ -155,6 +158,11 @@ def up(
             continue
         steps += [Step("start", host, names) for host, names in _per_host(placed).items()]
         steps.append(Step("wait-ready", names=_names(placed), seconds=ready_within_s(placed)))
+        if replica_set and "mongo" in stage:
+            members = _names(placement.of("mongo"))
+            steps.append(
+                Step("init-replica-set", names=members, seconds=PRIMARY_WITHIN_S, note=replica_set)
+            )
     steps += [Step("remove-orphans", host) for host in hosts]
     for host in hosts:
         frontends = [c for c in placement.on(host) if c.service == "frontend"]
@@ -262,15 +270,16 @@ def rotate(
     names: Sequence[str],
     changed: Mapping[str, Sequence[str]],
     frontends_affected: bool,
-    tracker_is_mongo: bool,
+    tracker_role: Service | None,
 ) -> Plan:
     """Stores accept the new passwords, frontends roll one at a time with the LBs' checks
     paused, LBs reload, checks resume, and Redis forgets the old password."""
     steps: list[Step] = []
     if "redis_password" in names:
         steps.append(Step("store-password", names=_names(placement.of("redis")), note="accept"))
-    if "tracker_password" in names and tracker_is_mongo:
-        steps.append(Step("store-password", names=_names(placement.of("mongo")), note="change"))
+    if "tracker_password" in names and tracker_role:
+        trackers = _names(placement.of(tracker_role))
+        steps.append(Step("store-password", names=trackers, note="change"))
     steps.append(Step("write-secrets", names=tuple(names)))
     steps += _write(changed, _hosts(placement))
     reload = [

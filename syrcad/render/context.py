@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from syrcad.config.model import Cluster, MongoTracker
+from syrcad.config.model import Cluster, PostgresTracker
 from syrcad.config.secrets import Secrets
 from syrcad.plan import readiness
-from syrcad.plan.placement import START_ORDER, Container, Placement
+from syrcad.plan.placement import START_ORDER, Container, Placement, address_literal
 
 # Where the rendered files appear inside the containers.
 RASA_CONFIG_DIR = "/etc/syrcad"
@@ -55,9 +55,22 @@ class HostContext:
     trackers: tuple[Target, ...]
     lock: Target | None
     action_lb: Target | None
+    sentinels: tuple[Target, ...]  # none unless the lock store is replicated
+    # The Redis that starts as the primary, at its host's address: the replicas' and the
+    # Sentinels' first word on it, in the form every member announces itself in.
+    redis_primary: Target | None
 
     def has(self, service: str) -> bool:
         return any(p.container.service == service for p in self.containers)
+
+    def own(self, service: str) -> Container:
+        """This host's container of a service placed once per host (a store, a Sentinel)."""
+        return next(p.container for p in self.containers if p.container.service == service)
+
+    @property
+    def quorum(self) -> int:
+        """Sentinels that must agree the primary is lost: a majority."""
+        return len(self.sentinels) // 2 + 1
 
     @property
     def mongo_url(self) -> str:
@@ -68,20 +81,24 @@ class HostContext:
             "connectTimeoutMS": readiness.STORE_CONNECT_TIMEOUT_S * 1000,
             "socketTimeoutMS": readiness.STORE_REPLY_TIMEOUT_S * 1000,
         }
-        tracker = self.cluster.stores.tracker
-        if isinstance(tracker, MongoTracker) and tracker.replica_set:
-            options["replicaSet"] = tracker.replica_set
+        if replica_set := self.cluster.mongo_replica_set():
+            options["replicaSet"] = replica_set
         members = ",".join(str(t) for t in self.trackers)
         return f"mongodb://{members}/?{urlencode(options)}"
+
+    @property
+    def postgres(self) -> Target:
+        """The PostgreSQL server the frontends use: syrcad's own, or the one `host` names."""
+        tracker = self.cluster.stores.tracker
+        assert isinstance(tracker, PostgresTracker)
+        if tracker.host is None:
+            return self.trackers[0]
+        return Target("postgres", tracker.host, tracker.port)
 
     @property
     def key_prefix(self) -> str:
         # Rasa ignores a lock-store key prefix that is not alphanumeric.
         return "".join(ch for ch in self.cluster.name if ch.isalnum())
-
-
-def address_literal(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
 
 
 def reach(
@@ -127,8 +144,14 @@ def host_context(
     # A frontend calls the action LB on its own host when there is one, else the first one.
     action_lbs = targets("action-lb")
     local_lb = [t for t in action_lbs if t.by_name]
-    trackers = targets("mongo", "mongo") if isinstance(cluster.stores.tracker, MongoTracker) else ()
+    tracker_role = cluster.tracker_role()
+    trackers = targets(tracker_role, tracker_role) if tracker_role else ()
     locks = targets("redis", "redis")
+    redis_primary = None
+    if cluster.redis_sentinels():
+        first = placement.of("redis")[0]
+        first_address = str(cluster.hosts[first.host].address)
+        redis_primary = Target(first.name, first_address, first.port("redis").host_port)
     return HostContext(
         cluster=cluster,
         host=host,
@@ -141,4 +164,6 @@ def host_context(
         trackers=trackers,
         lock=locks[0] if locks else None,
         action_lb=next(iter(local_lb or action_lbs), None),
+        sentinels=targets("sentinel", "sentinel"),
+        redis_primary=redis_primary,
     )

@@ -28,8 +28,8 @@ class RenderedFile:
 INSIDE = {
     "rasa_port": placement.RASA_PORT,
     "actions_port": placement.ACTIONS_PORT,
-    "mongo_port": placement.MONGO_PORT,
     "redis_port": placement.REDIS_PORT,
+    "sentinel_port": placement.SENTINEL_PORT,
     "lb_public_port": placement.LB_PUBLIC_PORT,
     "lb_tls_port": placement.LB_TLS_PORT,
     "lb_api_port": placement.LB_API_PORT,
@@ -57,6 +57,8 @@ CHECKS = {
     "lb_rise": readiness.LB_CHECK_RISE,
     "store_connect_timeout_s": readiness.STORE_CONNECT_TIMEOUT_S,
     "store_reply_timeout_s": readiness.STORE_REPLY_TIMEOUT_S,
+    "primary_down_after_ms": readiness.REDIS_PRIMARY_DOWN_AFTER_S * 1000,
+    "failover_timeout_ms": readiness.REDIS_FAILOVER_TIMEOUT_S * 1000,
 }
 
 # (path on the host, template, the service whose presence on a host calls for the file)
@@ -67,7 +69,9 @@ HOST_FILES: tuple[tuple[str, str, str | None], ...] = (
     ("rasa/syrcad_lock_store.py", "compose/rasa/syrcad_lock_store.py", "frontend"),
     ("rasa/syrcad_turns.py", "compose/rasa/syrcad_turns.py", "frontend"),
     ("redis/redis.conf", "compose/stores/redis.conf.j2", "redis"),
+    ("sentinel/sentinel.conf", "compose/stores/sentinel.conf.j2", "sentinel"),
     ("mongo/initial-password", "compose/stores/initial-password.j2", "mongo"),
+    ("postgres/initial-password", "compose/stores/initial-password.j2", "postgres"),
     ("lb/haproxy.cfg", "haproxy/public.cfg.j2", "lb"),
     ("action-lb/haproxy.cfg", "haproxy/actions.cfg.j2", "action-lb"),
 )
@@ -95,6 +99,9 @@ def render(cluster: Cluster, placement: Placement, secrets: Secrets) -> tuple[Re
                     else static(template)
                 )
                 files.append(RenderedFile(host, PurePosixPath(path), content))
+        if cluster.mongo_replica_set() and ctx.has("mongo"):
+            key = f"{ctx.secrets.replica_set_key}\n"
+            files.append(RenderedFile(host, PurePosixPath("mongo/replica-set-key"), key))
         tls = cluster.services.lb.tls
         if tls and ctx.has("lb"):
             pem = Path(tls.certificate).expanduser().read_text(encoding="utf-8")
@@ -112,14 +119,18 @@ def _variables(ctx: HostContext) -> dict[str, object]:
         inside = PurePosixPath(project.actions_path()).relative_to(project.path)
         nfs_actions_export = str(PurePosixPath(nfs.export) / inside)
     named_volumes = [
-        f"{p.container.name}-{'data' if p.container.service in ('mongo', 'redis') else 'state'}"
+        f"{p.container.name}-{'state' if p.container.service in ('lb', 'action-lb') else 'data'}"
         for p in ctx.containers
-        if p.container.service in ("mongo", "redis", "lb", "action-lb")
+        if p.container.service in ("mongo", "postgres", "redis", "sentinel", "lb", "action-lb")
     ]
     return {
         **{field.name: getattr(ctx, field.name) for field in dataclasses.fields(ctx)},
         "key_prefix": ctx.key_prefix,
+        "own": ctx.own,
+        "quorum": ctx.quorum,
         "mongo_url": ctx.mongo_url,
+        "replica_set": cluster.mongo_replica_set(),
+        "postgres": None if isinstance(cluster.stores.tracker, MongoTracker) else ctx.postgres,
         "resolve_names": any(t.by_name for t in (*ctx.frontends, *ctx.actions)),
         "project_volume": "project" if nfs else project.path,
         "actions_volume": "actions" if nfs else project.actions_path(),

@@ -1,11 +1,13 @@
 """A real cluster for the end-to-end tests: real Docker engine, Rasa, HAProxy, Redis, Mongo.
 
-Two layouts, chosen with `--layout`:
+Two layouts, chosen with `--layout`, and the tracker store syrcad runs, with `--tracker` (mongo
+by default, or postgres):
 - `local` (default): the whole cluster on this machine's engine, beside the demo (own name, own
   ports);
 - `hosts`: three test hosts (network namespaces, each with its own engine and sshd; see
   tests/testhosts.py) deployed over ssh://: frontends and action servers on node1 and node2,
-  the LBs on node1, Mongo and Redis on node3, so traffic crosses host addresses.
+  the LBs on node1, Mongo on node3, Redis replicated with Sentinels on node1 (the primary) and
+  node3, so traffic crosses host addresses.
 The same tests run on both; tests marked `hosts_layout` only on the second (deselected, and
 counted as such, on the first). Everything is torn down at the end. A missing engine or image
 fails the run: these tests are never skipped silently.
@@ -13,6 +15,8 @@ fails the run: these tests are never skipped silently.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -21,12 +25,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import requests
 import yaml
 from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException
 
 from syrcad.apply.deployment import Deployment, prepare
 from syrcad.config.secrets import Secrets, read, secrets_path
@@ -43,7 +48,8 @@ LB = {
     "action_stats_port": 18405,
 }
 TLS_PORT = 18443
-STORES = {"tracker": {"port": 37017}, "lock": {"port": 36379}}
+STORES = {"tracker": {"port": 37017}, "lock": {"port": 36379, "sentinel_port": 46379}}
+POSTGRES_PORT = 35432
 
 
 OUTPUTS: list[str] = []  # everything syrcad printed during the run, checked for secrets
@@ -78,6 +84,7 @@ class Layout:
     outside: dict[str, str]  # host name → an address of that host that is not the cluster's
     second_client: str  # a source address of this machine other than the usual one
     test_hosts: testhosts.TestHosts | None = None
+    tracker: str = "mongo"  # the tracker store syrcad runs: mongo or postgres
 
 
 def local_layout() -> Layout:
@@ -98,7 +105,7 @@ def local_layout() -> Layout:
 def hosts_layout() -> Layout:
     made = testhosts.up(3)
     roles = {
-        "node1": ["frontend", "action", "lb", "train"],
+        "node1": ["frontend", "action", "lb", "redis", "train"],
         "node2": ["frontend", "action"],
         "node3": ["mongo", "redis"],
     }
@@ -117,6 +124,41 @@ def hosts_layout() -> Layout:
         second_client=testhosts.SECOND_CLIENT,
         test_hosts=made,
     )
+
+
+def container(service: str) -> str:
+    return f"e2e-{service}-1-1"  # compose's name for replica 1 of the cluster "e2e"
+
+
+class StoredTrackers(Protocol):
+    def events(self, sender: str) -> list[dict[str, Any]]:
+        """`sender`'s tracker events as the store holds them, oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class MongoTrackers:
+    client: Any
+
+    def events(self, sender: str) -> list[dict[str, Any]]:
+        document = self.client["rasa"]["conversations"].find_one({"sender_id": sender})
+        return list(document["events"]) if document else []
+
+
+@dataclass(frozen=True)
+class PostgresTrackers:
+    """Rasa's SQL tracker store: a row per event, its JSON in `data`; read with the container's
+    own psql (its local socket trusts the container's processes)."""
+
+    engine: DockerClient
+    container: str
+
+    def events(self, sender: str) -> list[dict[str, Any]]:
+        uuid.UUID(sender)  # the tests' senders: safe to put in the query as they are
+        query = f"SELECT data FROM events WHERE sender_id = '{sender}' ORDER BY id"
+        psql = ["psql", "-X", "-At", "-U", "rasa", "-d", "rasa", "-c", query]
+        rows = self.engine.container.execute(self.container, psql)
+        return [json.loads(row) for row in str(rows or "").splitlines() if row]
 
 
 @dataclass
@@ -197,17 +239,41 @@ class E2ECluster:
         """The user messages `sender`'s tracker holds, in order (read through Rasa's API)."""
         return [e["text"] for e in self.tracker(sender)["events"] if e["event"] == "user"]
 
-    def mongo(self) -> Any:
+    def trackers(self) -> StoredTrackers:
+        """The tracker store itself, read directly (not through Rasa)."""
+        if self.layout.tracker == "postgres":
+            return PostgresTrackers(self.docker("postgres-1"), container("postgres"))
+        return MongoTrackers(self.mongo())
+
+    def mongo(self, password: str | None = None) -> Any:
         import pymongo
 
         return pymongo.MongoClient(
             self.address_of("mongo-1"),
             STORES["tracker"]["port"],
             username="rasa",
-            password=self.secrets.tracker_password,
+            password=password or self.secrets.tracker_password,
             authSource="admin",
             serverSelectionTimeoutMS=10_000,
         )
+
+    def tracker_accepts(self, password: str) -> bool:
+        """Whether the tracker store lets the frontends' user in with `password`, over TCP."""
+        if self.layout.tracker == "postgres":
+            login = ["psql", "-X", "-h", "127.0.0.1", "-U", "rasa", "-d", "rasa", "-c", "SELECT 1"]
+            try:
+                self.docker("postgres-1").container.execute(
+                    container("postgres"), login, envs={"PGPASSWORD": password}
+                )
+            except DockerException:
+                return False
+            return True
+        import pymongo.errors
+
+        try:
+            return bool(self.mongo(password)["rasa"].command("ping")["ok"])
+        except pymongo.errors.OperationFailure:
+            return False
 
     def redis(self) -> Any:
         import redis
@@ -248,6 +314,10 @@ def write_hosts_file(folder: Path, layout: Layout) -> Path:
     if layout.name == "hosts":  # the second source address stands for a messaging platform
         document["services"]["lb"]["trusted_sources"] = [f"{layout.second_client}/32"]
     document["stores"] = STORES
+    if layout.tracker == "postgres":  # syrcad's own PostgreSQL where Mongo was
+        for host in document["hosts"].values():
+            host["roles"] = ["postgres" if r == "mongo" else r for r in host["roles"]]
+        document["stores"] = {**STORES, "tracker": {"type": "postgres", "port": POSTGRES_PORT}}
     path = folder / "hosts.yml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path
@@ -286,11 +356,12 @@ def has_model() -> bool:
 
 @pytest.fixture(scope="session")
 def layout(request: pytest.FixtureRequest) -> Iterator[Layout]:
+    tracker = str(request.config.getoption("--tracker"))
     if request.config.getoption("--layout") == "local":
-        yield local_layout()
+        yield dataclasses.replace(local_layout(), tracker=tracker)
         return
     try:
-        yield hosts_layout()
+        yield dataclasses.replace(hosts_layout(), tracker=tracker)
     finally:
         if not os.environ.get("SYRCAD_KEEP_TEST_HOSTS"):
             testhosts.down()
@@ -305,11 +376,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, layout: Layout) -> Iterato
     if not has_model():
         syrcad("train", "--hosts", str(hosts_file))
     started = time.monotonic()
-    syrcad("up", "--hosts", str(hosts_file))
-    print(f"\ne2e cluster ({layout.name} layout) up in {time.monotonic() - started:.0f} s")
-    secrets = read(secrets_path(hosts_file))
-    assert secrets is not None
-    try:
+    try:  # a failed `up` is taken down too
+        syrcad("up", "--hosts", str(hosts_file))
+        print(f"\ne2e cluster ({layout.name} layout) up in {time.monotonic() - started:.0f} s")
+        secrets = read(secrets_path(hosts_file))
+        assert secrets is not None
         running = E2ECluster(hosts_file, secrets, layout, prepare(hosts_file))
         yield running
         assert_secrets_never_shown(running, secrets)

@@ -17,9 +17,12 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+if TYPE_CHECKING:
+    from .conftest import StoredTrackers
 
 TURNS = (
     ("book a table", "Which cuisine would you like?"),
@@ -139,28 +142,27 @@ class Driver(Workers):
             ]
         return [e for e in under_way if e.failed], max((e.took_s for e in under_way), default=0.0)
 
-    def repeated_or_reordered(self, mongo: Any) -> list[str]:
+    def repeated_or_reordered(self, trackers: StoredTrackers) -> list[str]:
         """Senders whose tracker holds anything but the first user messages they sent, in order:
         a failed message may be missing (and what followed it), never there twice."""
         return [
             f"{sender}: sent {messages}, tracker has {got}"
             for sender, messages in self.sent.items()
-            if (got := user_texts(mongo, sender)) != messages[: len(got)]
+            if (got := user_texts(trackers, sender)) != messages[: len(got)]
         ]
 
-    def lost_or_reordered(self, mongo: Any) -> list[str]:
+    def lost_or_reordered(self, trackers: StoredTrackers) -> list[str]:
         """Senders whose tracker does not hold exactly the user messages sent, in order."""
         return [
             f"{sender}: sent {messages}, tracker has {got}"
             for sender, messages in self.sent.items()
-            if (got := user_texts(mongo, sender)) != messages
+            if (got := user_texts(trackers, sender)) != messages
         ]
 
 
-def user_texts(mongo: Any, sender: str) -> list[str]:
-    """The user messages `sender`'s tracker holds in Mongo, in order."""
-    document = mongo["rasa"]["conversations"].find_one({"sender_id": sender}) or {"events": []}
-    return [e.get("text") for e in document["events"] if e.get("event") == "user"]
+def user_texts(trackers: StoredTrackers, sender: str) -> list[str]:
+    """The user messages `sender`'s tracker holds in the store, in order."""
+    return [e.get("text") for e in trackers.events(sender) if e.get("event") == "user"]
 
 
 def send(

@@ -9,12 +9,8 @@ import signal
 import time
 from datetime import datetime
 
-from .conftest import E2ECluster, syrcad
+from .conftest import E2ECluster, container, syrcad
 from .driver import Driver
-
-
-def container(service: str) -> str:
-    return f"e2e-{service}-1-1"  # compose's name for replica 1 of the cluster "e2e"
 
 
 def crash(cluster: E2ECluster, service: str) -> None:

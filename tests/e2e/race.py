@@ -1,51 +1,67 @@
 """Same-sender races: two messages of one sender reach two frontends at the same moment.
 
 Each sender plays rounds; in a round, two messages leave at once (a barrier), one to each
-frontend, bypassing the LB. Afterwards every tracker must hold every message
-exactly once, and each round's messages after all of the previous round's.
+frontend, bypassing the LB. Afterwards every tracker must hold every message answered with a 200
+exactly once, none that was refused, and each round's messages after all of the previous round's.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import requests
+
+if TYPE_CHECKING:
+    from .conftest import StoredTrackers
+
+
+@dataclass(frozen=True)
+class Refusal:
+    sender: str
+    text: str
+    at: float  # time.monotonic() of the answer
+    what: str
 
 
 @dataclass
 class RaceResult:
     messages: int = 0
-    lost: int = 0
+    lost: int = 0  # answered 200, not in the tracker
+    recorded_refused: int = 0  # refused, yet in the tracker
     duplicated: int = 0
     reordered: int = 0
-    errors: list[str] = field(default_factory=list)
+    errors: list[Refusal] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
             f"{self.messages} messages: {self.lost} lost, {self.duplicated} duplicated, "
-            f"{self.reordered} reordered, {len(self.errors)} HTTP errors"
+            f"{self.reordered} reordered, {len(self.errors)} refused "
+            f"({self.recorded_refused} of those recorded)"
         )
 
 
-def _post(url: str, sender: str, text: str, barrier: threading.Barrier, errors: list[str]) -> None:
+def _post(
+    url: str, sender: str, text: str, barrier: threading.Barrier, errors: list[Refusal]
+) -> None:
     barrier.wait()
     try:
         response = requests.post(
             f"{url}/webhooks/rest/webhook", json={"sender": sender, "message": text}, timeout=120
         )
         if response.status_code != 200:
-            errors.append(f"{sender} {text}: HTTP {response.status_code}")
+            errors.append(Refusal(sender, text, time.monotonic(), f"HTTP {response.status_code}"))
     except requests.RequestException as error:
-        errors.append(f"{sender} {text}: {error}")
+        errors.append(Refusal(sender, text, time.monotonic(), str(error)))
 
 
-def play(frontends: list[str], sender: str, rounds: int, errors: list[str]) -> list[list[str]]:
+def play(frontends: list[str], sender: str, rounds: int, errors: list[Refusal]) -> list[list[str]]:
     sent = []
     for number in range(rounds):
         pair = [f"{sender[:8]} round {number} via {i}" for i in range(len(frontends))]
@@ -63,7 +79,11 @@ def play(frontends: list[str], sender: str, rounds: int, errors: list[str]) -> l
 
 
 def race(
-    frontends: list[str], mongo: Any, senders: int = 50, rounds: int = 10, parallel: int = 8
+    frontends: list[str],
+    trackers: StoredTrackers,
+    senders: int = 50,
+    rounds: int = 10,
+    parallel: int = 8,
 ) -> RaceResult:
     result = RaceResult()
     ids = [str(uuid.uuid4()) for _ in range(senders)]
@@ -73,14 +93,15 @@ def race(
                 ids, pool.map(lambda s: play(frontends, s, rounds, result.errors), ids), strict=True
             )
         )
-    conversations = mongo["rasa"]["conversations"]
+    refused = {(e.sender, e.text) for e in result.errors}
     for sender, rounds_sent in plays.items():
-        document = conversations.find_one({"sender_id": sender}) or {"events": []}
-        got = [e.get("text") for e in document["events"] if e.get("event") == "user"]
-        expected = [text for pair in rounds_sent for text in pair]
-        result.messages += len(expected)
+        got = [e.get("text") for e in trackers.events(sender) if e.get("event") == "user"]
+        sent = [text for pair in rounds_sent for text in pair]
+        result.messages += len(sent)
         counts = Counter(got)
-        result.lost += sum(1 for text in expected if counts[text] == 0)
+        answered = [text for text in sent if (sender, text) not in refused]
+        result.lost += sum(1 for text in answered if counts[text] == 0)
+        result.recorded_refused += sum(1 for t in sent if (sender, t) in refused and counts[t])
         result.duplicated += sum(n - 1 for n in counts.values() if n > 1)
         round_of = {text: number for number, pair in enumerate(rounds_sent) for text in pair}
         seen = [round_of[text] for text in got if text in round_of]

@@ -16,6 +16,7 @@ from syrcad.apply import haproxy
 from syrcad.apply.deployment import prepare
 
 from .conftest import LB, ROOT, STORES, E2ECluster, new_sender, syrcad
+from .driver import user_texts
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +46,8 @@ def test_rest_conversation_through_the_public_lb(cluster: E2ECluster) -> None:
 
 
 def test_continuity_across_frontends(cluster: E2ECluster) -> None:
-    """One conversation, its turns served by two frontends, keeps its slots; Mongo has every event."""
+    """One conversation, its turns served by two frontends, keeps its slots; the tracker store
+    has every event."""
     dep = prepare(cluster.hosts_file)
     host = dep.hosts[cluster.host_of("lb-1")]
     sender = new_sender()
@@ -71,13 +73,11 @@ def test_continuity_across_frontends(cluster: E2ECluster) -> None:
         "Booked: a table for 5 (thai cuisine)."
     )
 
-    document = cluster.mongo()["rasa"]["conversations"].find_one({"sender_id": sender})
-    assert document is not None
-    user_texts = [e["text"] for e in document["events"] if e["event"] == "user"]
-    assert user_texts == ["book a table", "thai", "5"]
-    timestamps = [e["timestamp"] for e in document["events"]]
+    events = cluster.trackers().events(sender)
+    assert user_texts(cluster.trackers(), sender) == ["book a table", "thai", "5"]
+    timestamps = [e["timestamp"] for e in events]
     assert timestamps == sorted(timestamps)
-    slots = [(e["name"], e["value"]) for e in document["events"] if e["event"] == "slot"]
+    slots = [(e["name"], e["value"]) for e in events if e["event"] == "slot"]
     assert ("cuisine", "thai") in slots and ("people", "5") in slots
 
 
@@ -114,8 +114,9 @@ def test_tls_on_the_public_lb(cluster: E2ECluster) -> None:
     assert requests.get(url + "/status", verify=False, timeout=10).status_code == 403
 
 
-def test_frontends_use_the_mongo_tracker_and_redis_lock_store(cluster: E2ECluster) -> None:
-    """Checked in the stores themselves: tracker documents in Mongo, lock traffic in Redis."""
+def test_frontends_use_the_tracker_and_lock_stores(cluster: E2ECluster) -> None:
+    """Checked in the stores themselves: the tracker in Mongo or PostgreSQL, lock traffic in
+    Redis."""
     redis = cluster.redis()
     seen: list[str] = []
     sender = new_sender()
@@ -134,7 +135,7 @@ def test_frontends_use_the_mongo_tracker_and_redis_lock_store(cluster: E2ECluste
     cluster.texts(sender, "hello")
     watcher.join(timeout=25)
     assert any(sender in command and "lock" in command for command in seen), seen[-5:]
-    assert cluster.mongo()["rasa"]["conversations"].count_documents({"sender_id": sender}) == 1
+    assert user_texts(cluster.trackers(), sender) == ["hello"]
 
 
 def test_status_shows_replicas_up_with_one_model(cluster: E2ECluster) -> None:

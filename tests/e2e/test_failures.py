@@ -17,11 +17,10 @@ import requests
 
 from syrcad.plan import readiness
 
-from .conftest import E2ECluster, new_sender
+from .conftest import E2ECluster, container, new_sender
 from .driver import Driver, Exchange, send, user_texts
 from .faults import (
     action_calls_cut_off,
-    container,
     crash,
     frontend_trouble,
     lb_trouble,
@@ -154,18 +153,19 @@ def test_a_lost_frontend_answers_its_requests_at_once_and_repeats_none(cluster: 
     busy_for = PROBE_DELAY_S - PROBE_HEAD_S + ANSWERED_AFTER_KILL_S
     assert all(answered_after(f, killed_at) < busy_for for f in failed), failed
     assert not any(e.empty_200 for e in driver.exchanges + outcomes)
-    mongo = cluster.mongo()
-    assert driver.repeated_or_reordered(mongo) == []
-    assert all(user_texts(mongo, s) in ([], [question]) for s in senders)
+    trackers = cluster.trackers()
+    assert driver.repeated_or_reordered(trackers) == []
+    assert all(user_texts(trackers, s) in ([], [question]) for s in senders)
 
 
-@pytest.mark.parametrize("store", ["redis", "mongo"])
+@pytest.mark.parametrize("role", ["lock", "tracker"])
 def test_a_store_outage_is_a_503_on_rest_and_an_error_event_on_socketio(
-    cluster: E2ECluster, store: str
+    cluster: E2ECluster, role: str
 ) -> None:
     """While a store is stopped, every message gets a 503 with Retry-After (REST) or a bot_error
     event (socket.io), soon, and nothing of it is recorded; once the store is back, the same
     conversations go on without restarting anything."""
+    store = "redis" if role == "lock" else cluster.layout.tracker
     sender = new_sender()
     assert cluster.texts(sender, "book a table") == ["Which cuisine would you like?"]
     user = SocketUser(cluster.public, "websocket").connect()

@@ -70,7 +70,7 @@ def test_store_and_lb_restarts_under_load(cluster: E2ECluster) -> None:
         and not (f.status == 503 and f.failure and f.failure["error"] in HONEST_503)
     ]
     assert unexplained == [], unexplained[:5]
-    assert driver.repeated_or_reordered(cluster.mongo()) == []
+    assert driver.repeated_or_reordered(cluster.trackers()) == []
 
 
 def test_perimeter(cluster: E2ECluster) -> None:

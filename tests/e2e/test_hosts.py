@@ -132,10 +132,10 @@ def test_frontend_host_cut_off_under_load(cluster: E2ECluster) -> None:
     assert not any(e.empty_200 for e in driver.exchanges)
     assert failed_after == 0, driver.failures[-5:]
     assert served_after > 0
-    assert driver.repeated_or_reordered(cluster.mongo()) == []
+    assert driver.repeated_or_reordered(cluster.trackers()) == []
     broken = {f.sender for f in driver.failures}
     problems = [
-        p for p in driver.lost_or_reordered(cluster.mongo()) if p.split(":")[0] not in broken
+        p for p in driver.lost_or_reordered(cluster.trackers()) if p.split(":")[0] not in broken
     ]
     assert problems == [], problems[:5]
 

@@ -92,7 +92,7 @@ def test_scale_and_rollout_under_load(cluster: E2ECluster, tmp_path: Path) -> No
     )
     assert driver.failures == []
     assert sum(len(m) for m in driver.sent.values()) > 100
-    assert driver.lost_or_reordered(cluster.mongo()) == []
+    assert driver.lost_or_reordered(cluster.trackers()) == []
     assert_socket_conversations_went_on(cluster, sockets)
     plan = syrcad("plan", "--hosts", hosts).stdout
     assert "frontend-3" not in plan and "action-3" not in plan
