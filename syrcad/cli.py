@@ -265,10 +265,10 @@ def up(
 
 
 def _print_urls(dep: deployment.Deployment) -> None:
+    public = public_url(dep.cluster, dep.placement)
+    out.print(f"Public URL:  {public}/webhooks/rest/webhook  (socket.io: {public}/socket.io/)")
     for lb in dep.placement.of("lb"):
         address = dep.hosts[lb.host].address
-        public = f"http://{address}:{lb.port('http').host_port}"
-        out.print(f"Public URL:  {public}/webhooks/rest/webhook  (socket.io: {public}/socket.io/)")
         out.print(
             f"Rasa API:    http://{address}:{lb.port('api').host_port}  (auth token in "
             f"{secrets_path(dep.loaded.path)})"
@@ -277,14 +277,14 @@ def _print_urls(dep: deployment.Deployment) -> None:
             f"LB stats:    http://{address}:{lb.port('stats').host_port}/stats  (user admin), "
             f"metrics: /metrics"
         )
-        out.print(
-            f"Load test:   syrcad loadtest --hosts {dep.loaded.path}   "
-            f"(or: locust -f loadtest/locustfile.py --host {public})"
-        )
-        out.print(
-            f'Try it:      curl -s {public}/webhooks/rest/webhook -d \'{{"sender": "me", '
-            f'"message": "book a table"}}\''
-        )
+    out.print(
+        f"Load test:   syrcad loadtest --hosts {dep.loaded.path}   "
+        f"(or: locust -f loadtest/locustfile.py --host {public})"
+    )
+    out.print(
+        f'Try it:      curl -s {public}/webhooks/rest/webhook -d \'{{"sender": "me", '
+        f'"message": "book a table"}}\''
+    )
 
 
 @app.command()

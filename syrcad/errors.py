@@ -94,12 +94,15 @@ class RemoteError(SyrcadError):
 
 
 class HostsFailed(SyrcadError):
-    """Several hosts failed in one parallel step; each error names its host and step."""
+    """Several hosts failed in one parallel step; each error names its host and step. The exit
+    code is theirs when they agree (every host lacks an image), else a remote error's."""
 
     exit_code = 4
 
     def __init__(self, failures: Sequence[SyrcadError]) -> None:
         self.failures = tuple(failures)
+        codes = {f.exit_code for f in self.failures}
+        self.exit_code = codes.pop() if len(codes) == 1 else RemoteError.exit_code
         super().__init__(
             f"{len(failures)} hosts failed:\n" + "\n".join(str(f) for f in self.failures)
         )

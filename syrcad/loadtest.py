@@ -24,10 +24,9 @@ class LoadOptions:
 
 
 def public_url(cluster: Cluster, placement: Placement) -> str:
-    """The chatbot's entry point: the first public LB, by its host's address."""
-    lb = placement.of("lb")[0]
-    address = address_literal(str(cluster.hosts[lb.host].address))
-    return f"http://{address}:{lb.port('http').host_port}"
+    """The chatbot's entry point: the LB hosts' virtual address, else the first LB host's."""
+    port = placement.of("lb")[0].port("http").host_port
+    return f"http://{address_literal(cluster.public_address())}:{port}"
 
 
 def locust_argv(url: str, options: LoadOptions) -> list[str]:

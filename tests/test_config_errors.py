@@ -160,6 +160,17 @@ CASES: dict[str, tuple[str, str]] = {
         "{file}:1: hosts: only one host may have the role 'postgres' (syrcad runs one PostgreSQL "
         "server)",
     ),
+    "virtual address with one LB host": (
+        BASE + "services:\n  lb:\n    virtual_address: 10.0.0.10\n",
+        "{file}:12: services.lb.virtual_address: a virtual address is shared by two or more hosts "
+        "with the role 'lb'; there is one",
+    ),
+    "virtual address of a host": (
+        BASE.replace("[mongo, redis]", "[mongo, redis, lb]")
+        + "services:\n  lb:\n    virtual_address: 10.0.0.2\n",
+        "{file}:12: services.lb.virtual_address: 10.0.0.2 is a host's own address; the virtual "
+        "address must be a free one",
+    ),
     "replicated lock store with the stock lock store": (
         BASE.replace("[frontend, action, lb]", "[frontend, action, lb, redis]")
         + "stores:\n  lock:\n    atomic: false\n",

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
 import yaml
 
 from syrcad.config import load
-from syrcad.config.model import Cluster, PostgresTracker
+from syrcad.config.model import Cluster, PostgresTracker, Role
 from syrcad.config.secrets import Secrets
 from syrcad.plan import place
 from syrcad.render import RenderedFile, render, write_tree
@@ -19,9 +20,17 @@ from syrcad.render import RenderedFile, render, write_tree
 from .conftest import EXAMPLES, ROOT
 
 GOLDEN = ROOT / "tests" / "golden"
-# local.yml with syrcad's own PostgreSQL as the tracker store, where Mongo was.
+# local.yml with syrcad's own PostgreSQL as the tracker store, where Mongo was; hosts.yml with
+# no single point of failure: both app hosts LB hosts on a virtual address, Redis with Sentinels
+# and a Mongo replica set on all three hosts.
 WITH_POSTGRES = "local.yml+postgres"
-EXAMPLE_FILES = ["hosts.yml", "local.yml", WITH_POSTGRES]
+HIGHLY_AVAILABLE = "hosts.yml+ha"
+EXAMPLE_FILES = ["hosts.yml", "local.yml", WITH_POSTGRES, HIGHLY_AVAILABLE]
+HA_ROLES: dict[str, tuple[Role, ...]] = {
+    "app1": ("frontend", "action", "lb", "mongo", "redis"),
+    "app2": ("frontend", "action", "lb", "mongo", "redis"),
+    "store1": ("mongo", "redis", "train"),
+}
 
 
 def templated(files: tuple[RenderedFile, ...]) -> list[RenderedFile]:
@@ -32,6 +41,8 @@ def templated(files: tuple[RenderedFile, ...]) -> list[RenderedFile]:
 def example_cluster(example: str) -> Cluster:
     file, _, variant = example.partition("+")
     cluster = load(EXAMPLES / file).cluster
+    if variant == "ha":
+        return highly_available(cluster)
     if variant != "postgres":
         return cluster
     hosts = {
@@ -42,6 +53,15 @@ def example_cluster(example: str) -> Cluster:
     }
     stores = cluster.stores.model_copy(update={"tracker": PostgresTracker(type="postgres")})
     return cluster.model_copy(update={"hosts": hosts, "stores": stores})
+
+
+def highly_available(cluster: Cluster) -> Cluster:
+    hosts = {n: h.model_copy(update={"roles": HA_ROLES[n]}) for n, h in cluster.hosts.items()}
+    lb = cluster.services.lb.model_copy(update={"virtual_address": ip_address("10.20.0.10")})
+    services = cluster.services.model_copy(update={"lb": lb})
+    tracker = cluster.stores.tracker.model_copy(update={"replica_set": "rs0"})
+    stores = cluster.stores.model_copy(update={"tracker": tracker})
+    return cluster.model_copy(update={"hosts": hosts, "services": services, "stores": stores})
 
 
 def rendered(example: str, secrets: Secrets) -> tuple[RenderedFile, ...]:

@@ -15,7 +15,7 @@ from syrcad.config.state import (
     state_path,
     write_state,
 )
-from syrcad.errors import UsageError
+from syrcad.errors import HostsFailed, RemoteError, SyrcadError, UsageError
 from syrcad.loadtest import LoadOptions, locust_argv, public_url
 from syrcad.plan import place
 
@@ -98,3 +98,11 @@ def test_loadtest_command_line() -> None:
     assert argv[argv.index("--users") + 1] == "50" and argv[argv.index("--csv") + 1] == "r/locust"
     assert argv[-4:] == ["--max-fail-ratio", "0.001", "--max-p95-ms", "1500"]
     assert "--headless" not in locust_argv(url, LoadOptions())
+
+
+def test_hosts_failing_alike_keep_their_exit_code() -> None:
+    """Every host lacking an image is a usage problem (1), as one host lacking it is; hosts
+    failing in different ways are a remote error (4)."""
+    alike = HostsFailed([SyrcadError("node1: lacks x"), SyrcadError("node3: lacks x")])
+    mixed = HostsFailed([SyrcadError("node1: lacks x"), RemoteError("node3", ["up"], 1)])
+    assert (alike.exit_code, mixed.exit_code) == (1, 4)

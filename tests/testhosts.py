@@ -31,6 +31,7 @@ PREFIX = "syrcadth"  # namespaces, links and the bridge all start with it
 BRIDGE = f"{PREFIX}0"
 SUBNET = "10.254.77"  # a /24 used only by these hosts; the bridge is .1, hosts .11, .12, …
 SECOND_CLIENT = f"{SUBNET}.2"  # a second source address here, to be another client of the LB
+VIRTUAL_ADDRESS = f"{SUBNET}.10"  # free for the LB hosts to share (keepalived)
 STATE = Path("/var/lib/syrcad-testhosts")  # engines' data, keys, configs
 RUN = Path("/run/syrcad-testhosts")  # sockets and pid files (short paths: sockets max 107 bytes)
 FORWARD_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"]
@@ -135,6 +136,8 @@ def _host(index: int, client_key: Path) -> TestHost:
     for each in (address, public):
         sh("ip", "-n", netns, "addr", "replace", f"{each}/24", "dev", "eth0")
     sh("ip", "-n", netns, "route", "replace", "default", "via", f"{SUBNET}.1")
+    # As the runbook asks of LB hosts: listen on the LB hosts' virtual address while not holding it.
+    sh("ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1")
     enter = ("nsenter", f"--net=/run/netns/{netns}")
 
     if not _alive(run / "docker.pid"):
@@ -228,6 +231,10 @@ def down(keep_data: bool = False) -> None:
         sh("ip", "link", "delete", link, check=False, quiet=True)
     while sh("iptables", "-C", *FORWARD_RULE, check=False, quiet=True).returncode == 0:
         sh("iptables", "-D", *FORWARD_RULE, check=False)
+    # A container on its host's network (keepalived) leaves dockerd's handle on that namespace
+    # mounted under the engine's exec root.
+    for mount in _mounts_under(RUN):
+        sh("umount", "-l", mount, check=False, quiet=True)
     shutil.rmtree(RUN, ignore_errors=True)
     if not keep_data:
         for mount in _mounts_under(STATE):  # overlay mounts can outlive a killed dockerd

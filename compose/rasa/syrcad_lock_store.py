@@ -183,14 +183,16 @@ class AtomicRedisLockStore(LockStore):
         self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME, wait_time_in_seconds: float = 1
     ) -> AsyncGenerator[TicketLock, None]:
         lease = min(LEASE_S, lock_lifetime)
-        ticket = self.issue_ticket(conversation_id, lease)
+        # Each Redis call in a worker thread: a Redis away (a failover, a lost host) holds up
+        # the turns waiting for it, not the frontend's event loop and its health checks.
+        ticket = await asyncio.to_thread(self.issue_ticket, conversation_id, lease)
         renewal = asyncio.ensure_future(self._renew_lease(conversation_id, ticket, lease, lock_lifetime))
         try:
             yield await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
         finally:
             renewal.cancel()
             try:
-                self.cleanup(conversation_id, ticket)
+                await asyncio.to_thread(self.cleanup, conversation_id, ticket)
             except Exception as error:
                 # The turn is over (saved, or aborted): failing it now would tell the client its
                 # saved message was lost. The ticket's lease runs out by itself.
@@ -204,7 +206,8 @@ class AtomicRedisLockStore(LockStore):
             await asyncio.sleep(lease / 3)
             try:
                 args = [ticket, max(1, int(min(lease, ends - loop.time()) * 1000))]
-                if not int(self._renew(keys=self._keys(conversation_id), args=args)):
+                keys = self._keys(conversation_id)
+                if not int(await asyncio.to_thread(self._renew, keys=keys, args=args)):
                     return
             except Exception as error:  # Redis away for a moment: the next round tries again
                 logger.warning(f"Could not renew the lock of '{conversation_id}': {error}")
@@ -213,9 +216,10 @@ class AtomicRedisLockStore(LockStore):
         # Poll fast first, then back off to the caller's interval: a turn takes ~50-500 ms.
         wait = min(0.02, wait_time_in_seconds)
         while True:
-            turn = int(self._acquire(keys=self._keys(conversation_id), args=[ticket]))
+            keys = self._keys(conversation_id)
+            turn = int(await asyncio.to_thread(self._acquire, keys=keys, args=[ticket]))
             if turn == 1:
-                return self.get_lock(conversation_id) or TicketLock(conversation_id)
+                return await asyncio.to_thread(self.get_lock, conversation_id) or TicketLock(conversation_id)
             if turn == -1:
                 raise LockError(f"Could not acquire lock for conversation_id '{conversation_id}'.")
             await asyncio.sleep(wait)

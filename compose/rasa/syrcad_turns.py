@@ -19,6 +19,12 @@ Here, inside a turn started by one of the channels below:
   (its server died mid-call: 502 or 504 from the action LB, or the connection dropped), so the LB
   reaches another server; any other action's lost call aborts the turn, since it may have run.
 
+Rasa's Mongo and SQL tracker stores block on their I/O inside `async def`s, so an unreachable
+store froze the whole frontend for its timeouts: the LB's health checks went unanswered and it
+took the replica out (502s and 503s from the LB instead of this module's 503). Here each store
+call runs in a worker thread, with an event loop of its own: a store away holds up the turns
+that need it, not the frontend.
+
 Outside a turn (Rasa's HTTP API) Rasa behaves as before.
 
 syrcad mounts this file beside endpoints.yml (on PYTHONPATH), so the official Rasa image loads it
@@ -201,18 +207,19 @@ class _AbortOnStoreError:
     """Inside a turn, a store error aborts it instead of reaching Rasa's in-memory fallback."""
 
     async def retrieve(self, sender_id: str) -> Any:
-        return await _guarded(super().retrieve(sender_id))  # type: ignore[misc]
+        return await _guarded(lambda: super(_AbortOnStoreError, self).retrieve(sender_id))  # type: ignore[misc]
 
     async def retrieve_full_tracker(self, sender_id: str) -> Any:
-        return await _guarded(super().retrieve_full_tracker(sender_id))  # type: ignore[misc]
+        return await _guarded(lambda: super(_AbortOnStoreError, self).retrieve_full_tracker(sender_id))  # type: ignore[misc]
 
     async def save(self, tracker: Any) -> None:
-        await _guarded(super().save(tracker))  # type: ignore[misc]
+        await _guarded(lambda: super(_AbortOnStoreError, self).save(tracker))  # type: ignore[misc]
 
 
-async def _guarded(call: Awaitable[Any]) -> Any:
+async def _guarded(call: Callable[[], Awaitable[Any]]) -> Any:
     try:
-        return await call
+        # The store's blocking calls off this loop (see the module's docstring).
+        return await asyncio.to_thread(asyncio.run, call())
     except Exception as error:
         if _in_turn.get():
             raise store_unavailable("tracker", error) from error

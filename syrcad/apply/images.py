@@ -42,6 +42,7 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("syrcad/redis:7.0", "redis", "bookworm"),
     Recipe("syrcad/mongo:secantus-0.7", "mongo", "bookworm"),
     Recipe("syrcad/postgres:15", "postgres", "bookworm"),
+    Recipe("syrcad/keepalived:2.2", "keepalived", "bookworm"),
 )
 
 

@@ -45,7 +45,7 @@ def _each_host(plan: Plan, dep: Deployment) -> dict[str, list[str]]:
         problems = _project(dep, host, {c.service for c in containers})
         if host.name not in shipped:
             problems += _images(dep, host, containers)
-        return problems + _ports(host, containers)
+        return problems + _ports(host, containers) + _nonlocal_bind(dep, host, containers)
 
     return each([dep.hosts[h] for h in starting], on)
 
@@ -76,6 +76,21 @@ def _images(dep: Deployment, host: HostHandle, containers: Iterable[Container]) 
     wanted = sorted({shipping.image_of(dep.cluster, c.service) for c in containers})
     lacking = host.run("inspect images", lambda d: [i for i in wanted if not d.image.exists(i)])
     return [f"{host.name}: lacks image {image}: run `syrcad images push`" for image in lacking]
+
+
+def _nonlocal_bind(dep: Deployment, host: HostHandle, containers: Iterable[Container]) -> list[str]:
+    """An LB host that does not hold the virtual address must still listen on it."""
+    vip = dep.cluster.services.lb.virtual_address
+    if not vip or not any(p.virtual for c in containers for p in c.ports):
+        return []
+    setting = f"net.ipv{vip.version}.ip_nonlocal_bind"
+    if host.shell(f"read {setting}", commands.read_sysctl(setting)).strip() == "1":
+        return []
+    return [
+        f"{host.name}: {setting} is not 1, so the action LB cannot listen on the virtual "
+        f"address {vip} while another LB host holds it: run `sysctl -w {setting}=1` there "
+        "(and keep it in /etc/sysctl.d/)"
+    ]
 
 
 def _ports(host: HostHandle, containers: Iterable[Container]) -> list[str]:

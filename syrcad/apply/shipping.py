@@ -34,6 +34,7 @@ def image_of(cluster: Cluster, service: Service) -> str:
         "postgres": images.postgres,
         "redis": images.redis,
         "sentinel": images.redis,
+        "keepalived": images.keepalived,
     }[service]
 
 

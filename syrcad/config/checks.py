@@ -60,6 +60,17 @@ def _roles(cluster: Cluster) -> Found:
             ("stores", "tracker", "replica_set"),
             "several hosts have the role 'mongo': name their replica set here",
         )
+    vip = cluster.services.lb.virtual_address
+    if vip and len(cluster.hosts_with("lb")) < 2:
+        yield (
+            ("services", "lb", "virtual_address"),
+            "a virtual address is shared by two or more hosts with the role 'lb'; there is one",
+        )
+    if vip and any(host.address == vip for host in cluster.hosts.values()):
+        yield (
+            ("services", "lb", "virtual_address"),
+            f"{vip} is a host's own address; the virtual address must be a free one",
+        )
     if cluster.redis_sentinels() and not cluster.stores.lock.atomic:
         yield (
             ("stores", "lock", "atomic"),

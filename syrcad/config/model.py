@@ -91,6 +91,7 @@ DockerHost = Annotated[
 Memory = Annotated[str, _text(r"^[1-9][0-9]*[kmg]$", "a size like 512m or 2g")]
 NetworkHost = Annotated[str, _text(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", "a host name or IP address")]
 MountOptions = Annotated[str, _text(r"^[A-Za-z0-9_=.,-]+$", "mount options like nfsvers=4,ro")]
+Interface = Annotated[str, _text(r"^[A-Za-z0-9_.@-]{1,15}$", "a network interface name like eth0")]
 ActionName = Annotated[
     str, _text(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$", "a Rasa action name like action_hours")
 ]
@@ -156,6 +157,8 @@ class Images(Model):
     haproxy: ImageRef = "haproxy:2.8"
     mongo: ImageRef = "mongo:7.0"
     postgres: ImageRef = "postgres:15"
+    # No official image: `syrcad images build` makes it from Debian's keepalived.
+    keepalived: ImageRef = "syrcad/keepalived:2.2"
     redis: ImageRef = "redis:7.2"
 
 
@@ -220,6 +223,11 @@ class LbService(Model):
     trusted_sources: tuple[IPvAnyNetwork, ...] = ()
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 64 * 1024
     tls: Tls | None = None
+    # Two or more `lb` hosts share this address (keepalived, VRRP): clients and the frontends
+    # use it, and whichever LB host holds it serves.
+    virtual_address: IPvAnyAddress | None = None
+    interface: Interface = "eth0"  # where the LB hosts hold the virtual address
+    virtual_router_id: Annotated[int, Field(ge=1, le=255)] = 51  # unique on that network
 
 
 class Services(Model):
@@ -304,6 +312,11 @@ class Cluster(Model):
     def redis_sentinels(self) -> bool:
         """Whether the lock store is replicated, with Sentinels: several hosts run Redis."""
         return len(self.hosts_with("redis")) > 1
+
+    def public_address(self) -> str:
+        """Where clients reach the public LB: the virtual address, else the first LB host."""
+        vip = self.services.lb.virtual_address
+        return str(vip) if vip else str(self.hosts[self.hosts_with("lb")[0]].address)
 
     def hosts_with(self, role: Role) -> tuple[str, ...]:
         """Names of the hosts carrying `role`, in file order (placement depends on it)."""

@@ -61,6 +61,11 @@ def replica_set_config(name: str, members: Sequence[str]) -> dict[str, object]:
     return {"_id": name, "members": [{"_id": i, "host": m} for i, m in enumerate(members)]}
 
 
+def read_sysctl(name: str) -> str:
+    """A kernel setting of the host (its network namespace's, for net.*)."""
+    return f"cat /proc/sys/{quote(name.replace('.', '/'))}"
+
+
 def haproxy_api() -> tuple[str, ...]:
     """argv, inside the LB container, sending its last argument to the runtime API (bash's
     /dev/tcp: in the official image and in the stand-in alike)."""

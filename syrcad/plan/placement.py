@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from syrcad.config.model import Cluster, Role
 from syrcad.errors import ConfigError, ConfigIssue
 
-Service = Literal["mongo", "postgres", "redis", "sentinel", "action", "frontend", "action-lb", "lb"]
-# Start order: what a service needs is already up when it starts.
-START_ORDER: tuple[Service, ...] = (
+# In start order: what a service needs is already up when it starts.
+Service = Literal[
     "mongo",
     "postgres",
     "redis",
@@ -27,7 +26,9 @@ START_ORDER: tuple[Service, ...] = (
     "frontend",
     "action-lb",
     "lb",
-)
+    "keepalived",
+]
+START_ORDER: tuple[Service, ...] = get_args(Service)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class PortBinding:
     container_port: int
     # Public ports listen on every interface; the rest only on the host's cluster address.
     public: bool = False
+    # Also published on the LB hosts' virtual address (services.lb.virtual_address).
+    virtual: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,8 @@ def _load_balancers(cluster: Cluster) -> list[Container]:
     lb = cluster.services.lb
     tls = [PortBinding("https", lb.tls.port, LB_TLS_PORT, public=True)] if lb.tls else []
     action_lb = [
-        PortBinding("http", lb.action_port, LB_ACTIONS_PORT),
+        # The frontends call whichever LB host holds the virtual address.
+        PortBinding("http", lb.action_port, LB_ACTIONS_PORT, virtual=True),
         PortBinding("stats", lb.action_stats_port, LB_STATS_PORT),
     ]
     public_lb = [
@@ -201,9 +205,12 @@ def _load_balancers(cluster: Cluster) -> list[Container]:
         PortBinding("api", lb.api_port, LB_API_PORT),
         PortBinding("stats", lb.stats_port, LB_STATS_PORT),
     ]
+    # keepalived runs in its host's network namespace: it publishes nothing.
+    keepalived = _singletons(cluster, "keepalived", "lb", []) if lb.virtual_address else []
     return [
         *_singletons(cluster, "action-lb", "lb", action_lb),
         *_singletons(cluster, "lb", "lb", public_lb),
+        *keepalived,
     ]
 
 

@@ -22,6 +22,7 @@ READY_WITHIN_S: dict[Service, int] = {
     "frontend": 420,
     "action-lb": 60,
     "lb": 60,
+    "keepalived": 60,
 }
 
 # The Sentinels call a silent Redis primary lost after this long, then promote a replica (a
@@ -29,6 +30,11 @@ READY_WITHIN_S: dict[Service, int] = {
 # twice the timeout.
 REDIS_PRIMARY_DOWN_AFTER_S = 5
 REDIS_FAILOVER_TIMEOUT_S = 30
+
+# VRRP adverts between the LB hosts: a backup takes the virtual address over about 3.6 adverts
+# after the master's last (RFC 5798's Master_Down_Interval).
+VRRP_ADVERT_S = 1
+VRRP_GARP_REFRESH_S = 2
 
 # A new Mongo replica set elects its first primary in seconds; a re-run finds it at once.
 PRIMARY_WITHIN_S = 60
@@ -49,6 +55,10 @@ LB_CHECK_RISE = 2
 # How long after a host is lost the LBs mark its replicas DOWN, and so cut the requests still
 # open on them (on-marked-down shutdown-sessions): a check may start an interval late, and each
 # of the `fall` checks to a host that is gone waits the interval for its answer.
+# How long an LB waits for a replica to take a connection (a LAN's handshake takes well under a
+# millisecond): a replica on a host that is gone costs a request this much before the LB marks
+# it DOWN (observe layer4) and sends the request to another.
+LB_CONNECT_TIMEOUT_S = 1
 LB_LOSS_DETECTED_WITHIN_S = LB_CHECK_INTERVAL_S * (1 + 2 * LB_CHECK_FALL)
 # How long a frontend waits for a store before it fails the turn with a 503: to connect, and for
 # an answer (a Mongo read of a long conversation is the slowest).

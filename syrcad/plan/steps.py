@@ -46,7 +46,7 @@ STAGES: tuple[tuple[Service, ...], ...] = (
     ("mongo", "postgres", "redis", "sentinel"),
     ("action",),
     ("frontend",),
-    ("action-lb", "lb"),
+    ("action-lb", "lb", "keepalived"),
 )
 
 

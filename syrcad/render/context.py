@@ -111,17 +111,18 @@ def reach(
     return Target(container.name, address, binding.host_port)
 
 
-def _published(container: Container, address: str) -> Published:
-    """Compose port strings: public ports on every interface, the rest on the host's address."""
-    return Published(
-        container,
-        tuple(
-            f"{p.host_port}:{p.container_port}"
-            if p.public
-            else f"{address_literal(address)}:{p.host_port}:{p.container_port}"
-            for p in container.ports
-        ),
-    )
+def _published(container: Container, address: str, virtual: str | None) -> Published:
+    """Compose port strings: public ports on every interface, the rest on the host's address,
+    and those that follow the virtual address on it as well (the host may not hold it now:
+    the LB hosts allow binding to an address they do not have, net.ipv4.ip_nonlocal_bind)."""
+    ports: list[str] = []
+    for p in container.ports:
+        if p.public:
+            ports.append(f"{p.host_port}:{p.container_port}")
+            continue
+        on = [address, *([virtual] if virtual and p.virtual else [])]
+        ports += [f"{address_literal(a)}:{p.host_port}:{p.container_port}" for a in on]
+    return Published(container, tuple(ports))
 
 
 def host_context(
@@ -141,9 +142,14 @@ def host_context(
             if c.service == service
         )
 
-    # A frontend calls the action LB on its own host when there is one, else the first one.
+    # A frontend calls the action LB on its own host when there is one, else the first one;
+    # with a virtual address, the one that holds it.
     action_lbs = targets("action-lb")
     local_lb = [t for t in action_lbs if t.by_name]
+    lb = cluster.services.lb
+    vip = str(lb.virtual_address) if lb.virtual_address else None
+    if vip:
+        local_lb = [Target("action-lb", address_literal(vip), lb.action_port)]
     tracker_role = cluster.tracker_role()
     trackers = targets(tracker_role, tracker_role) if tracker_role else ()
     locks = targets("redis", "redis")
@@ -157,7 +163,7 @@ def host_context(
         host=host,
         address=address,
         secrets=secrets,
-        containers=tuple(_published(c, address) for c in ordered),
+        containers=tuple(_published(c, address, vip) for c in ordered),
         config_dir=cluster.host_dir(host),
         frontends=targets("frontend", needed_by="lb"),
         actions=targets("action", needed_by="action-lb"),

@@ -55,10 +55,13 @@ CHECKS = {
     "lb_interval_s": readiness.LB_CHECK_INTERVAL_S,
     "lb_fall": readiness.LB_CHECK_FALL,
     "lb_rise": readiness.LB_CHECK_RISE,
+    "lb_connect_timeout_s": readiness.LB_CONNECT_TIMEOUT_S,
     "store_connect_timeout_s": readiness.STORE_CONNECT_TIMEOUT_S,
     "store_reply_timeout_s": readiness.STORE_REPLY_TIMEOUT_S,
     "primary_down_after_ms": readiness.REDIS_PRIMARY_DOWN_AFTER_S * 1000,
     "failover_timeout_ms": readiness.REDIS_FAILOVER_TIMEOUT_S * 1000,
+    "vrrp_advert_s": readiness.VRRP_ADVERT_S,
+    "vrrp_garp_refresh_s": readiness.VRRP_GARP_REFRESH_S,
 }
 
 # (path on the host, template, the service whose presence on a host calls for the file)
@@ -74,6 +77,7 @@ HOST_FILES: tuple[tuple[str, str, str | None], ...] = (
     ("postgres/initial-password", "compose/stores/initial-password.j2", "postgres"),
     ("lb/haproxy.cfg", "haproxy/public.cfg.j2", "lb"),
     ("action-lb/haproxy.cfg", "haproxy/actions.cfg.j2", "action-lb"),
+    ("keepalived/keepalived.conf", "compose/keepalived.conf.j2", "keepalived"),
 )
 
 
@@ -127,6 +131,8 @@ def _variables(ctx: HostContext) -> dict[str, object]:
         **{field.name: getattr(ctx, field.name) for field in dataclasses.fields(ctx)},
         "key_prefix": ctx.key_prefix,
         "own": ctx.own,
+        "lb": cluster.services.lb,
+        "lb_hosts": list(cluster.hosts_with("lb")),
         "quorum": ctx.quorum,
         "mongo_url": ctx.mongo_url,
         "replica_set": cluster.mongo_replica_set(),

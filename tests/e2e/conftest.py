@@ -5,9 +5,10 @@ by default, or postgres):
 - `local` (default): the whole cluster on this machine's engine, beside the demo (own name, own
   ports);
 - `hosts`: three test hosts (network namespaces, each with its own engine and sshd; see
-  tests/testhosts.py) deployed over ssh://: frontends and action servers on node1 and node2,
-  the LBs on node1, Mongo on node3, Redis replicated with Sentinels on node1 (the primary) and
-  node3, so traffic crosses host addresses.
+  tests/testhosts.py) deployed over ssh://, with no single point of failure but Mongo:
+  frontends, action servers and the LBs (on a virtual address, keepalived) on node1 and node2,
+  Mongo on node3, Redis with Sentinels on all three (node3's the primary), so traffic crosses
+  host addresses.
 The same tests run on both; tests marked `hosts_layout` only on the second (deselected, and
 counted as such, on the first). Everything is torn down at the end. A missing engine or image
 fails the run: these tests are never skipped silently.
@@ -104,20 +105,22 @@ def local_layout() -> Layout:
 
 def hosts_layout() -> Layout:
     made = testhosts.up(3)
+    # node3 first: the first Redis host's starts as the primary, and a cut of an app host
+    # (node1, node2) should not take the primary with it.
     roles = {
-        "node1": ["frontend", "action", "lb", "redis", "train"],
-        "node2": ["frontend", "action"],
         "node3": ["mongo", "redis"],
+        "node1": ["frontend", "action", "lb", "redis", "train"],
+        "node2": ["frontend", "action", "lb", "redis"],
     }
     return Layout(
         "hosts",
         {
-            h.name: {
-                "address": h.address,
+            name: {
+                "address": made.by_name(name).address,
                 "ssh": {"config_file": str(made.ssh_config)},
-                "roles": roles[h.name],
+                "roles": host_roles,
             }
-            for h in made.hosts
+            for name, host_roles in roles.items()
         },
         {h.name: h.engine for h in made.hosts},
         outside={h.name: h.public_address for h in made.hosts},
@@ -203,11 +206,11 @@ class E2ECluster:
 
     @property
     def public(self) -> str:
-        return f"http://{self.address_of('lb-1')}:{LB['public_port']}"
+        return f"http://{self.deployment.cluster.public_address()}:{LB['public_port']}"
 
     @property
     def tls(self) -> str:
-        return f"https://{self.address_of('lb-1')}:{TLS_PORT}"
+        return f"https://{self.deployment.cluster.public_address()}:{TLS_PORT}"
 
     @property
     def api(self) -> str:
@@ -313,13 +316,14 @@ def write_hosts_file(folder: Path, layout: Layout) -> Path:
     }
     if layout.name == "hosts":  # the second source address stands for a messaging platform
         document["services"]["lb"]["trusted_sources"] = [f"{layout.second_client}/32"]
+        document["services"]["lb"]["virtual_address"] = testhosts.VIRTUAL_ADDRESS
     document["stores"] = STORES
     if layout.tracker == "postgres":  # syrcad's own PostgreSQL where Mongo was
         for host in document["hosts"].values():
             host["roles"] = ["postgres" if r == "mongo" else r for r in host["roles"]]
         document["stores"] = {**STORES, "tracker": {"type": "postgres", "port": POSTGRES_PORT}}
     path = folder / "hosts.yml"
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     return path
 
 

@@ -126,6 +126,13 @@ class Driver(Workers):
         with self._lock:
             return [e for e in self.exchanges if e.failed]
 
+    def under_way(self, start: float, end: float) -> int:
+        """How many requests were under way at some time from `start` until `end`."""
+        with self._lock:
+            return sum(
+                1 for e in self.exchanges if e.sent_at < end and e.sent_at + e.took_s >= start
+            )
+
     def failures_since(self, moment: float) -> int:
         return sum(1 for e in self.failures if e.sent_at >= moment)
 
@@ -160,6 +167,50 @@ class Driver(Workers):
         ]
 
 
+@dataclass
+class Prober(Workers):
+    """One first message of a new conversation every `every_s`, each on a new connection that
+    gives up after `timeout_s`: when the entry point answers again after a fault."""
+
+    url: str
+    every_s: float = 0.25
+    timeout_s: float = 2.0
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def start(self) -> Prober:
+        self._start(self._probe, [()])
+        return self
+
+    def _probe(self) -> None:
+        message, expected = TURNS[0]
+        while not self._stop.wait(self.every_s):
+            threading.Thread(
+                target=lambda: self._record(
+                    send(
+                        requests.Session(),
+                        self.url,
+                        str(uuid.uuid4()),
+                        message,
+                        expected,
+                        timeout_s=self.timeout_s,
+                    )
+                ),
+                daemon=True,
+            ).start()
+
+    def _record(self, exchange: Exchange) -> None:
+        with self._lock:
+            self.exchanges.append(exchange)
+
+    def first_answer_after(self, moment: float) -> float:
+        """Seconds from `moment` until the first probe sent after it was answered."""
+        with self._lock:
+            answered = [
+                e.sent_at + e.took_s for e in self.exchanges if e.sent_at > moment and not e.failed
+            ]
+        return min(answered) - moment
+
+
 def user_texts(trackers: StoredTrackers, sender: str) -> list[str]:
     """The user messages `sender`'s tracker holds in the store, in order."""
     return [e.get("text") for e in trackers.events(sender) if e.get("event") == "user"]
@@ -172,6 +223,7 @@ def send(
     message: str,
     expected: str,
     metadata: dict[str, Any] | None = None,
+    timeout_s: float = 60,
 ) -> Exchange:
     """Send one message over the REST channel; what came of it."""
     started = time.monotonic()
@@ -182,7 +234,7 @@ def send(
         response = session.post(
             f"{url}/webhooks/rest/webhook",
             json={"sender": sender, "message": message, "metadata": metadata or {}},
-            timeout=60,
+            timeout=timeout_s,
         )
         status = response.status_code
         retry_after_s = float(response.headers.get("Retry-After", retry_after_s))

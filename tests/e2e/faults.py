@@ -7,10 +7,24 @@ import os
 import re
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
+from .. import testhosts
 from .conftest import E2ECluster, container, syrcad
 from .driver import Driver
+
+
+@contextmanager
+def link_cut(host: testhosts.TestHost) -> Iterator[float]:
+    """The test host's link down for the block (a pulled cable); yields when it went down."""
+    cut = time.monotonic()
+    testhosts.cut(host)
+    try:
+        yield cut
+    finally:
+        testhosts.reconnect(host)
 
 
 def crash(cluster: E2ECluster, service: str) -> None:

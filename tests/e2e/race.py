@@ -32,12 +32,19 @@ class Refusal:
 
 @dataclass
 class RaceResult:
+    started: float = field(default_factory=time.monotonic)
     messages: int = 0
     lost: int = 0  # answered 200, not in the tracker
     recorded_refused: int = 0  # refused, yet in the tracker
     duplicated: int = 0
     reordered: int = 0
     errors: list[Refusal] = field(default_factory=list)
+
+    def add(self, other: RaceResult) -> None:
+        """`other`'s counts and refusals added to these."""
+        for name in ("messages", "lost", "recorded_refused", "duplicated", "reordered"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors += other.errors
 
     def __str__(self) -> str:
         return (
@@ -64,6 +71,7 @@ def _post(
 def play(frontends: list[str], sender: str, rounds: int, errors: list[Refusal]) -> list[list[str]]:
     sent = []
     for number in range(rounds):
+        refused = len(errors)
         pair = [f"{sender[:8]} round {number} via {i}" for i in range(len(frontends))]
         barrier = threading.Barrier(len(frontends))
         threads = [
@@ -75,6 +83,8 @@ def play(frontends: list[str], sender: str, rounds: int, errors: list[Refusal]) 
         for thread in threads:
             thread.join()
         sent.append(pair)
+        if len(errors) > refused:
+            time.sleep(1)  # as a client told to send again later would
     return sent
 
 

@@ -18,7 +18,7 @@ from syrcad.plan import readiness
 from .. import testhosts
 from .conftest import LB, E2ECluster, new_sender, syrcad
 from .driver import Driver
-from .faults import lb_trouble
+from .faults import lb_trouble, link_cut
 
 pytestmark = pytest.mark.e2e
 
@@ -97,13 +97,9 @@ def test_frontend_host_cut_off_under_load(cluster: E2ECluster) -> None:
     driver = Driver(cluster.public, workers=4, think_s=0.1).start()
     try:
         time.sleep(5)
-        cut = time.monotonic()
-        testhosts.cut(node2)
-        try:
+        with link_cut(node2) as cut:
             detected = wait_for(cluster, {k: "DOWN" for k in on_node2}, timeout=60)
             time.sleep(20)  # the remaining hosts carry the load alone
-        finally:
-            testhosts.reconnect(node2)
         back = time.monotonic()
         failed_at_cut = driver.failures_since(cut)
         returned = wait_for(cluster, {k: "UP" for k in on_node2}, timeout=120)
