@@ -242,6 +242,14 @@ class E2ECluster:
         """The user messages `sender`'s tracker holds, in order (read through Rasa's API)."""
         return [e["text"] for e in self.tracker(sender)["events"] if e["event"] == "user"]
 
+    def saved_user_texts(self, sender: str, expected: list[str], within_s: float = 5) -> list[str]:
+        """`user_texts` once they are `expected`, or as they are after `within_s`: socket.io
+        sends a turn's replies as they come, and the turn is saved just after the last one."""
+        deadline = time.monotonic() + within_s
+        while (texts := self.user_texts(sender)) != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return texts
+
     def trackers(self) -> StoredTrackers:
         """The tracker store itself, read directly (not through Rasa)."""
         if self.layout.tracker == "postgres":

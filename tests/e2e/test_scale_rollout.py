@@ -118,7 +118,7 @@ def assert_socket_conversations_went_on(cluster: E2ECluster, sockets: SocketDriv
     for turn in sockets.turns:
         sessions.setdefault(turn.session_id, []).append(turn.message)
     for session_id, messages in sessions.items():
-        assert cluster.user_texts(session_id) == messages, session_id
+        assert cluster.saved_user_texts(session_id, messages) == messages, session_id
     states = facts.lb_servers(
         cluster.address_of("lb-1"), LB["stats_port"], cluster.secrets.stats_password
     )
