@@ -21,7 +21,7 @@ from syrcad.config.model import MongoTracker
 from syrcad.config.secrets import Secrets, new_secret, scram_sha256
 from syrcad.errors import UsageError
 from syrcad.plan import commands
-from syrcad.plan.placement import BALANCED
+from syrcad.plan.placement import BALANCED, replica_set_members
 
 # Not rotated here: every member of a replica set must restart at once with a new key, which is
 # an outage (the runbook's "Mongo replica set" says how).
@@ -99,9 +99,9 @@ def _mongo(dep: Deployment) -> pymongo.MongoClient[dict[str, object]]:
     tracker = dep.cluster.stores.tracker
     assert isinstance(tracker, MongoTracker)
     replica_set = dep.cluster.mongo_replica_set()
-    members = dep.placement.of("mongo") if replica_set else dep.placement.of("mongo")[:1]
+    members = replica_set_members(dep.cluster, dep.placement)
     return pymongo.MongoClient(
-        [f"{dep.hosts[m.host].address}:{m.port('mongo').host_port}" for m in members],
+        list(members if replica_set else members[:1]),
         replicaSet=replica_set,
         directConnection=not replica_set,
         username=tracker.username,
