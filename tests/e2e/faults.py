@@ -85,13 +85,15 @@ def lb_trouble(cluster: E2ECluster, since: datetime) -> list[str]:
 
 
 def action_calls_cut_off(cluster: E2ECluster, since: datetime, server: str) -> list[str]:
-    """The action LB's requests since `since` that `server` aborted (termination state S...)."""
+    """The action LB's requests since `since` cut off with `server`: aborted by it (termination
+    state S...) or, once the first abort has marked it DOWN, killed by the LB (K..., its
+    on-marked-down shutdown-sessions); which of the two a call gets is a race."""
     return [
         line
         for line in lb_log(cluster, "action-lb", since)
         if f" action_servers/{server} " in line
         and (outcome := LB_OUTCOME.search(line))
-        and outcome["state"].startswith("S")
+        and outcome["state"][0] in "SK"
     ]
 
 
