@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other; figures land in bench/results/. Needs the demo set-up
-# (scripts/setup.sh) and a trained model. About 80 minutes on 2 cores.
+# (scripts/setup.sh) and a trained model. About 100 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")"
 python -m pip install -q -e '..[bench]'  # Locust and matplotlib (the PNG plot)
@@ -9,3 +9,4 @@ python lb_and_scaling.py
 python source_table.py
 python scale_under_load.py
 python cpu_share.py
+python host_loss.py

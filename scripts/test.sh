@@ -14,3 +14,5 @@ python -m pytest --tracker postgres tests/e2e/test_cluster.py tests/e2e/test_soc
   tests/e2e/test_secrets.py "tests/e2e/test_failures.py::test_a_store_outage_is_a_503_on_rest_and_an_error_event_on_socketio" "$@"
 # The end-to-end suite again, on three test hosts deployed over ssh:// (tests/testhosts.py).
 python -m pytest tests/e2e --layout hosts "$@"
+# The same three hosts as one swarm (engine: swarm): its own cluster and tests.
+python -m pytest tests/e2e/test_swarm.py --layout swarm "$@"

@@ -31,6 +31,8 @@ from syrcad.errors import SyrcadError, UsageError
 from syrcad.loadtest import LoadOptions, locust_argv, public_url
 from syrcad.plan import commands
 from syrcad.plan.steps import Plan
+from syrcad.plan.swarm import stack_services
+from syrcad.plan.swarm import where as swarm_where
 from syrcad.progress import RichReporter
 
 app = typer.Typer(
@@ -118,6 +120,9 @@ def validate(hosts: HostsFile = Path("hosts.yml")) -> None:
 def plan_command(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) -> None:
     """Show where every replica runs: host × service × replica × ports."""
     loaded, placement, file_cluster = _load(hosts)
+    if loaded.cluster.engine == "swarm":
+        _plan_on_swarm(hosts, loaded.cluster, placement, file_cluster, as_json)
+        return
     rows = [
         {
             "host": c.host,
@@ -146,6 +151,32 @@ def plan_command(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) 
                 str(row["container"]),
                 ports,
             )
+    out.print(table)
+
+
+def _plan_on_swarm(
+    hosts: Path,
+    cluster: config.Cluster,
+    placement: plan.Placement,
+    file_cluster: config.Cluster,
+    as_json: bool,
+) -> None:
+    """Under Swarm, syrcad places only the stores: the rest is Swarm's to schedule."""
+    rows = [
+        {"service": service, "tasks": tasks, "hosts": list(where), "ports": ports}
+        for service, tasks, where, ports in swarm_where(cluster, placement)
+    ]
+    if as_json:
+        out.print_json(json.dumps({"cluster": cluster.name, "engine": "swarm", "services": rows}))
+        return
+    table = Table(title=f"cluster {cluster.name} on Swarm ({hosts})")
+    for column in ("service", "tasks", "hosts", "ports"):
+        table.add_column(column)
+    table.caption = "\n".join(_state_notes(hosts, file_cluster)) or None
+    for row in rows:
+        table.add_row(
+            str(row["service"]), str(row["tasks"]), ", ".join(row["hosts"]), str(row["ports"])
+        )
     out.print(table)
 
 
@@ -247,16 +278,24 @@ def up(
     run = _apply(hosts, planning.up(dep), dry_run, as_json, lambda report: Run(dep, report))
     if run is None or as_json:
         return
+    swarm = dep.cluster.engine == "swarm"
     if run.changed:
         for label, names in (
+            ("joined the swarm", run.joined),
+            ("wrote", [path for paths in run.wrote.values() for path in paths] if swarm else []),
             ("created", run.created),
             ("recreated", run.recreated),
-            ("removed", run.removed),
+            ("removed (compose ran them)" if swarm else "removed", run.removed),
             ("reloaded", run.reloaded),
             ("restarted", run.restarted),
         ):
             if names:
                 out.print(f"{label}: {', '.join(names)}")
+        if swarm:
+            out.print("Stack deployed; Swarm replaced the tasks whose definition changed.")
+    elif swarm:
+        services = stack_services(dep.placement)
+        out.print(f"Nothing to change: the stack's {len(services)} services are as hosts.yml says.")
     else:
         out.print(
             f"Nothing to change: {len(dep.placement.containers)} containers already up to date."
@@ -293,16 +332,24 @@ def down(
     volumes: Annotated[
         bool, typer.Option("--volumes", help="Also delete the Mongo and Redis data.")
     ] = False,
+    leave: Annotated[
+        bool, typer.Option("--leave", help="engine: swarm: every host also leaves the swarm.")
+    ] = False,
     dry_run: DryRun = False,
     as_json: AsJson = False,
 ) -> None:
     """Stop and remove the cluster's containers (keeps the store volumes unless --volumes)."""
     dep = deployment.prepare(hosts)
-    plan = planning.down(dep, volumes)
+    engine = dep.cluster.engine
+    if leave and engine != "swarm":
+        raise UsageError(f"--leave: {hosts} runs on engine {engine}, not in a swarm")
+    plan = planning.down(dep, volumes, leave)
     if _apply(hosts, plan, dry_run, as_json, lambda report: Run(dep, report)) and not as_json:
+        what = "Stack removed from the swarm" if engine == "swarm" else "Cluster stopped"
         out.print(
-            "Cluster stopped"
-            + (" and its data deleted." if volumes else "; Mongo and Redis data kept.")
+            what
+            + (" and its data deleted" if volumes else "; Mongo and Redis data kept")
+            + ("; every host left the swarm." if leave else ".")
         )
 
 
@@ -321,10 +368,13 @@ def status(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) -> Non
 def _status_table(hosts: Path, as_json: bool, with_lb: bool) -> None:
     dep = deployment.prepare(hosts)
     rows = [row.as_dict(with_lb) for row in inspect.status(dep, with_lb=with_lb)]
+    engine = dep.cluster.engine
     if as_json:
-        out.print_json(json.dumps({"cluster": dep.cluster.name, "replicas": rows}))
+        out.print_json(
+            json.dumps({"cluster": dep.cluster.name, "engine": engine, "replicas": rows})
+        )
         return
-    table = Table(title=f"cluster {dep.cluster.name}")
+    table = Table(title=f"cluster {dep.cluster.name} (engine: {engine})")
     for column in rows[0] if rows else ("host", "container"):
         table.add_column(column)
     for row in rows:
@@ -379,6 +429,16 @@ def scale_command(
     )
     if run is None or as_json:
         return
+    if new.cluster.engine == "swarm":
+        for name, count in counts.items():
+            was = getattr(old.cluster.services, name).replicas
+            out.print(
+                f"{name}: {was} → {count} tasks, all serving after {time.monotonic() - started:.1f}s"
+            )
+        out.print(
+            f"Recorded in {state_path(hosts)}; `syrcad up` keeps it until you change the count in {hosts}."
+        )
+        return
     before, after = ({c.name for c in d.placement.containers} for d in (old, new))
     added = [c.name for c in new.placement.containers if c.name not in before]
     removed = [c.name for c in old.placement.containers if c.name not in after]
@@ -412,7 +472,10 @@ def rollout(
     run = _apply(hosts, plan, dry_run, as_json, lambda report: Run(dep, report, state=state))
     if run is None or as_json:
         return
-    out.print(f"replaced: {', '.join(c.name for c in dep.placement.of(service))}")
+    if dep.cluster.engine == "swarm":
+        out.print(f"Swarm replaced every task of {service}, {batch} at a time")
+    else:
+        out.print(f"replaced: {', '.join(c.name for c in dep.placement.of(service))}")
     if run.model_ids:
         out.print(f"every frontend runs model {next(iter(run.model_ids))}")
 
@@ -477,6 +540,8 @@ def secrets_rotate(
     as_json: AsJson = False,
 ) -> None:
     """Replace secrets with new random ones, without downtime (frontends roll one at a time)."""
+    if config.load(hosts).cluster.engine == "swarm":
+        raise UsageError("secrets rotate runs with engine: compose only, for now")
     plan, old, new = planning.rotate(hosts, names or [])
     run = _apply(hosts, plan, dry_run, as_json, lambda report: Run(new, report, before=old))
     if run and not as_json:

@@ -16,9 +16,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addoption(
         "--layout",
-        choices=("local", "hosts"),
+        choices=("local", "hosts", "swarm"),
         default="local",
-        help="Where the e2e cluster runs: this machine's engine, or three test hosts over ssh.",
+        help="Where the e2e cluster runs: this machine's engine, three test hosts over ssh, or "
+        "the same three hosts as one swarm (engine: swarm; only the tests marked swarm_layout).",
     )
     parser.addoption(
         "--tracker",
@@ -29,9 +30,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests for the other e2e layout only are deselected (and counted so)."""
-    other = "local_layout" if config.getoption("--layout") == "hosts" else "hosts_layout"
-    chosen = [i for i in items if i.get_closest_marker(other) is None]
+    """Tests for another e2e layout only are deselected (and counted so). The swarm layout runs
+    its own tests only: the others need a compose cluster."""
+    layout = config.getoption("--layout")
+    others = {"local": ("hosts_layout", "swarm_layout"), "hosts": ("local_layout", "swarm_layout")}
+
+    def chosen_for_layout(item: pytest.Item) -> bool:
+        if layout == "swarm":
+            return item.get_closest_marker("swarm_layout") is not None
+        return not any(item.get_closest_marker(m) for m in others[str(layout)])
+
+    chosen = [i for i in items if chosen_for_layout(i)]
     if len(chosen) < len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in chosen])
         items[:] = chosen

@@ -41,7 +41,7 @@ def with_host_keys(extra: str) -> str:
 CASES: dict[str, tuple[str, str]] = {
     "unknown top-level key": (
         BASE + "colour: blue\n",
-        "{file}:10: unknown key 'colour' (allowed: name, deploy_dir, hosts, project, images, services, stores)",
+        "{file}:10: unknown key 'colour' (allowed: name, engine, deploy_dir, hosts, project, images, services, stores)",
     ),
     "unknown key in a host": (
         BASE.replace("    roles: [mongo, redis]", "    roles: [mongo, redis]\n    rolez: [lb]"),
@@ -194,6 +194,16 @@ CASES: dict[str, tuple[str, str]] = {
         BASE + "  actions: /opt/actions\n  nfs:\n    server: 10.0.0.9\n    export: /exports/bot\n",
         "{file}:10: project.actions: with project.nfs the actions must live inside project.path "
         "(they are mounted from the same export)",
+    ),
+    "a replica's host port under Swarm": (
+        "engine: swarm\n" + BASE + "services:\n  frontend:\n    base_port: 6000\n",
+        "{file}:13: services.frontend.base_port: with engine: swarm the LBs reach the replicas "
+        "over the swarm's network; replicas publish no host port",
+    ),
+    "Redis with Sentinels under Swarm": (
+        "engine: swarm\n" + BASE.replace("[frontend, action, lb]", "[frontend, action, lb, redis]"),
+        "{file}:2: hosts: several hosts have the role 'redis': Redis with Sentinels runs with "
+        "engine: compose only, for now",
     ),
     "YAML alias bomb": (
         BOMB,

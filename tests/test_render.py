@@ -16,6 +16,7 @@ from syrcad.config.model import Cluster, PostgresTracker, Role
 from syrcad.config.secrets import Secrets
 from syrcad.plan import place
 from syrcad.render import RenderedFile, render, write_tree
+from syrcad.render.stack import render_stack
 
 from .conftest import EXAMPLES, ROOT
 
@@ -25,7 +26,9 @@ GOLDEN = ROOT / "tests" / "golden"
 # and a Mongo replica set on all three hosts.
 WITH_POSTGRES = "local.yml+postgres"
 HIGHLY_AVAILABLE = "hosts.yml+ha"
-EXAMPLE_FILES = ["hosts.yml", "local.yml", WITH_POSTGRES, HIGHLY_AVAILABLE]
+# hosts.yml on Docker Swarm: one stack for the whole cluster.
+ON_SWARM = "hosts.yml+swarm"
+EXAMPLE_FILES = ["hosts.yml", "local.yml", WITH_POSTGRES, HIGHLY_AVAILABLE, ON_SWARM]
 HA_ROLES: dict[str, tuple[Role, ...]] = {
     "app1": ("frontend", "action", "lb", "mongo", "redis"),
     "app2": ("frontend", "action", "lb", "mongo", "redis"),
@@ -43,6 +46,8 @@ def example_cluster(example: str) -> Cluster:
     cluster = load(EXAMPLES / file).cluster
     if variant == "ha":
         return highly_available(cluster)
+    if variant == "swarm":
+        return cluster.model_copy(update={"engine": "swarm"})
     if variant != "postgres":
         return cluster
     hosts = {
@@ -66,6 +71,8 @@ def highly_available(cluster: Cluster) -> Cluster:
 
 def rendered(example: str, secrets: Secrets) -> tuple[RenderedFile, ...]:
     cluster = example_cluster(example)
+    if cluster.engine == "swarm":
+        return render_stack(cluster, place(cluster), secrets)
     return render(cluster, place(cluster), secrets)
 
 
@@ -115,10 +122,12 @@ def test_haproxy_accepts_every_config(example: str, fixed_secrets: Secrets, tmp_
 def test_compose_accepts_every_file(example: str, fixed_secrets: Secrets, tmp_path: Path) -> None:
     write_tree(tmp_path, rendered(example, fixed_secrets))
     composes = sorted(tmp_path.rglob("compose.yml"))
-    assert composes
-    for compose in composes:
+    stacks = sorted(tmp_path.rglob("stack.yml"))
+    assert composes or stacks
+    for compose in composes + stacks:
+        check = ["compose", "-f"] if compose.name == "compose.yml" else ["stack", "config", "-c"]
         done = subprocess.run(
-            [tool("docker"), "compose", "-f", str(compose), "config", "-q"],
+            [tool("docker"), *check, str(compose), *(["config", "-q"] * (compose in composes))],
             capture_output=True,
             text=True,
             check=False,

@@ -40,6 +40,7 @@ import logging
 from typing import Any, Awaitable, Callable, Dict, Optional
 
 import aiohttp
+import sqlalchemy
 import rasa.utils.endpoints
 from rasa.core.actions.action import ActionExecutionRejection, RemoteAction
 from rasa.core.channels import rest, socketio
@@ -231,7 +232,40 @@ class MongoTrackerStore(_AbortOnStoreError, _MongoTrackerStore):
 
 
 class SQLTrackerStore(_AbortOnStoreError, _SQLTrackerStore):
-    """Rasa's SQL tracker store (same keys as `type: SQL`), honest inside a turn."""
+    """Rasa's SQL tracker store (same keys as `type: SQL`), honest inside a turn.
+
+    With `password_file`, each new connection logs in with the password that file holds, else
+    with the one the store started with. `syrcad secrets rotate` rewrites the file, then
+    changes the server's password: every connection opened meanwhile gets in with one of the
+    two, where a store that knew only its starting password would be refused until replaced.
+    """
+
+    def __init__(self, *args: Any, password_file: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if password_file:
+            either = _either_password(password_file, kwargs.get("password"))
+            sqlalchemy.event.listen(self.engine, "do_connect", either)
+
+
+def _either_password(path: str, started_with: Optional[str]) -> Callable[..., Any]:
+    def connect(dialect: Any, _record: Any, cargs: Any, cparams: Dict[str, Any]) -> Any:
+        try:
+            with open(path, encoding="utf-8") as file:
+                current: Optional[str] = file.read().strip()
+        except OSError:
+            current = started_with
+        refused: Optional[Exception] = None
+        for password in dict.fromkeys([current, started_with]):
+            try:
+                return dialect.connect(*cargs, **{**cparams, "password": password})
+            except dialect.dbapi.OperationalError as error:
+                if "password authentication failed" not in str(error):
+                    raise
+                refused = error
+        assert refused is not None
+        raise refused
+
+    return connect
 
 
 # --- channels ----------------------------------------------------------------------------------

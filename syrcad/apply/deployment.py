@@ -15,6 +15,7 @@ from syrcad.config.secrets import Secrets, ensure, secrets_path
 from syrcad.config.state import State, read_state, state_path
 from syrcad.errors import SyrcadError
 from syrcad.plan.placement import Container, Placement
+from syrcad.render.stack import render_stack
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,10 @@ def prepare(
     with loaded.source.locating():
         placement = plan.place(cluster)
     secrets = secrets or ensure(secrets_path(loaded.path))
-    files = render.render(cluster, placement, secrets)
+    if cluster.engine == "swarm":
+        files = render_stack(cluster, placement, secrets)
+    else:
+        files = render.render(cluster, placement, secrets)
     return Deployment(
         loaded, cluster, state, placement, secrets, files, handles(cluster, workspace(loaded))
     )

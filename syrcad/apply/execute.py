@@ -13,7 +13,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from syrcad.apply import facts, haproxy, preflight, replica_set, rotate, shipping, training
+from syrcad.apply import (
+    facts,
+    haproxy,
+    preflight,
+    replica_set,
+    rotate,
+    shipping,
+    swarm,
+    training,
+)
 from syrcad.apply.deployment import Deployment, Reporter, holding, prepare
 from syrcad.apply.hosts import HostHandle, each
 from syrcad.apply.waits import drain, enable, wait_in_lbs, wait_ready
@@ -43,6 +52,7 @@ class Run:
     models: dict[str, str] = field(default_factory=dict)  # frontend → model file it ran
     model_ids: set[str] = field(default_factory=set)
     trained: str = ""
+    joined: list[str] = field(default_factory=list)  # hosts that founded or joined the swarm
     done: list[Step] = field(default_factory=list)
 
     def containers(self, names: Sequence[str]) -> tuple[Deployment, list[Container]]:
@@ -52,7 +62,15 @@ class Run:
     @property
     def changed(self) -> bool:
         return any(
-            (self.wrote, self.created, self.recreated, self.removed, self.reloaded, self.restarted)
+            (
+                self.wrote,
+                self.created,
+                self.recreated,
+                self.removed,
+                self.reloaded,
+                self.restarted,
+                self.joined,
+            )
         )
 
 
@@ -241,11 +259,16 @@ def _running_model(dep: Deployment, replica: Container) -> str:
 
 
 def _check_model(step: Step, run: Run) -> None:
-    dep, containers = run.containers(step.names)
-    run.model_ids = {
-        facts.model_id(dep.hosts[c.host].address, c.port("http").host_port, dep.secrets.rasa_token)
-        for c in containers
-    }
+    if run.dep.cluster.engine == "swarm":
+        run.model_ids = set(swarm.model_ids(run.dep).values())
+    else:
+        dep, containers = run.containers(step.names)
+        run.model_ids = {
+            facts.model_id(
+                dep.hosts[c.host].address, c.port("http").host_port, dep.secrets.rasa_token
+            )
+            for c in containers
+        }
     if len(run.model_ids) != 1:
         raise SyrcadError(
             f"frontends report different models after the rollout: {sorted(run.model_ids)}"
@@ -292,6 +315,58 @@ def _init_replica_set(step: Step, run: Run) -> None:
     run.report.step(replica_set.ensure(run.dep, step.note, step.seconds))
 
 
+def _init_swarm(step: Step, run: Run) -> None:
+    swarm.init(_host(run, step))
+    run.joined.append(step.host)
+
+
+def _join_swarm(step: Step, run: Run) -> None:
+    founder = swarm.manager(run.dep)
+    swarm.join(_host(run, step), founder, step.note)
+    run.joined.append(step.host)
+
+
+def _label_nodes(step: Step, run: Run) -> None:
+    swarm.label(run.dep, step.names)
+
+
+def _stop_compose(step: Step, run: Run) -> None:
+    run.removed += swarm.stop_compose(_host(run, step))
+
+
+def _deploy_stack(step: Step, run: Run) -> None:
+    run.report.host(step.host, "deploying the stack")
+    swarm.deploy(run.dep)
+
+
+def _wait_converged(step: Step, run: Run) -> None:
+    swarm.wait_converged(run.dep, step.seconds, run.report)
+
+
+def _scale_service(step: Step, run: Run) -> None:
+    for service in step.names:
+        swarm.scale(run.dep, service, int(step.note))
+
+
+def _update_service(step: Step, run: Run) -> None:
+    for service in step.names:
+        run.report.step(f"rolling {service} over, {step.note} at a time")
+        swarm.update(run.dep, service, int(step.note))
+        run.recreated.append(service)
+
+
+def _remove_stack(step: Step, run: Run) -> None:
+    swarm.remove(run.dep, step.seconds)
+
+
+def _remove_volumes(step: Step, run: Run) -> None:
+    swarm.remove_volumes(_host(run, step))
+
+
+def _leave_swarm(step: Step, run: Run) -> None:
+    swarm.leave(_host(run, step))
+
+
 def _write_secrets(step: Step, run: Run) -> None:
     write_private(secrets_path(run.dep.loaded.path), document(run.dep.secrets))
 
@@ -323,4 +398,15 @@ _ACTIONS: dict[str, Callable[[Step, Run], None]] = {
     "write-secrets": _write_secrets,
     "train": _train,
     "init-replica-set": _init_replica_set,
+    "init-swarm": _init_swarm,
+    "join-swarm": _join_swarm,
+    "label-nodes": _label_nodes,
+    "stop-compose": _stop_compose,
+    "deploy-stack": _deploy_stack,
+    "wait-converged": _wait_converged,
+    "scale-service": _scale_service,
+    "update-service": _update_service,
+    "remove-stack": _remove_stack,
+    "remove-volumes": _remove_volumes,
+    "leave-swarm": _leave_swarm,
 }

@@ -7,10 +7,12 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from syrcad.apply import facts
+from syrcad.apply import facts, swarm
 from syrcad.apply.deployment import Deployment
 from syrcad.apply.waits import lb_targets
+from syrcad.errors import SyrcadError
 from syrcad.plan.placement import BALANCED
+from syrcad.plan.swarm import full_name, stack_services
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,10 @@ class ReplicaStatus:
 
 
 def status(dep: Deployment, with_lb: bool) -> list[ReplicaStatus]:
-    """One row per placed container (and any leftover container of the cluster)."""
+    """One row per placed container (and any leftover container of the cluster); under Swarm,
+    one per task."""
+    if dep.cluster.engine == "swarm":
+        return _swarm_status(dep, with_lb)
     lb_states = _lb_states(dep) if with_lb else {}
     rows = []
     for host in dep.used_hosts():
@@ -72,6 +77,32 @@ def status(dep: Deployment, with_lb: bool) -> list[ReplicaStatus]:
     return rows
 
 
+def _swarm_status(dep: Deployment, with_lb: bool) -> list[ReplicaStatus]:
+    """A row per task. Swarm's tasks have no fixed replica in an LB: the LB column says how
+    many of the service's tasks each LB has UP."""
+    views = swarm.lb_views(dep) if with_lb else {}
+    wanted = swarm.wanted_tasks(dep)
+    rows = []
+    for task in sorted(swarm.tasks(dep), key=lambda t: (t.service, t.slot, t.host)):
+        seen = [
+            f"{host}:{counts[task.service]}/{wanted[task.service]}"
+            for host, counts in views.items()
+            if task.service in counts
+        ]
+        rows.append(
+            ReplicaStatus(
+                host=task.host or "(not in hosts.yml)",
+                container=f"{task.service}.{task.slot}" if task.slot else task.service,
+                service=task.service,
+                state=task.state,
+                health="",
+                lb=" ".join(seen) or "-",
+                model="",
+            )
+        )
+    return rows
+
+
 def _lb_states(dep: Deployment) -> dict[str, list[str]]:
     """Replica → its state in each LB that carries it."""
     states: dict[str, list[str]] = {}
@@ -88,15 +119,17 @@ def _lb_states(dep: Deployment) -> dict[str, list[str]]:
 
 
 def logs(dep: Deployment, service: str, follow: bool, tail: int) -> Iterator[str]:
-    """Lines of the matching containers' logs, prefixed with host and container."""
+    """Lines of the matching containers' logs, prefixed with host and container; under Swarm,
+    the service's logs as its manager gathers them (each line names its task and node)."""
+    if dep.cluster.engine == "swarm":
+        yield from _swarm_logs(dep, service, follow, tail)
+        return
     wanted = [
         (dep.hosts[c.host], c.name)
         for c in dep.placement.containers
         if service in (c.service, c.name)
     ]
     if not wanted:
-        from syrcad.errors import SyrcadError
-
         names = sorted({c.service for c in dep.placement.containers})
         raise SyrcadError(f"no container matches '{service}' (services: {', '.join(names)})")
     lines: queue.Queue[str | None] = queue.Queue()
@@ -126,3 +159,16 @@ def logs(dep: Deployment, service: str, follow: bool, tail: int) -> Iterator[str
             finished += 1
         else:
             yield line
+
+
+def _swarm_logs(dep: Deployment, service: str, follow: bool, tail: int) -> Iterator[str]:
+    services = stack_services(dep.placement)
+    if service not in services:
+        raise SyrcadError(f"no service '{service}' in the stack (services: {', '.join(services)})")
+    full = full_name(dep.cluster, service)
+    stream = swarm.manager(dep).run(
+        f"read logs of {full}",
+        lambda d: d.service.logs(full, tail=tail, follow=follow, stream=True),
+    )
+    for _, chunk in stream:
+        yield from chunk.decode(errors="replace").splitlines()

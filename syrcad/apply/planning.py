@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from syrcad.apply import shipping
+from syrcad.apply import shipping, swarm
 from syrcad.apply.deployment import Deployment, holding, prepare
 from syrcad.apply.hosts import HostHandle, each
 from syrcad.apply.rotate import FRONTEND_SECRETS, fresh_secrets
@@ -53,12 +53,36 @@ def lacking_images(
 
 
 def up(dep: Deployment) -> steps.Plan:
+    if dep.cluster.engine == "swarm":
+        return _swarm_up(dep)
     lacking, answered = lacking_images(dep, dep.used_hosts())
     plan = steps.up(dep.placement, changed_files(dep), lacking, dep.cluster.mongo_replica_set())
     return replace(plan, facts_read=answered)
 
 
-def down(dep: Deployment, volumes: bool) -> steps.Plan:
+def _swarm_up(dep: Deployment) -> steps.Plan:
+    """Which hosts are in the swarm, and which still run the cluster under compose."""
+    hosts = list(dep.hosts.values())
+    lacking, answered = lacking_images(dep, hosts)
+
+    def read(host: HostHandle) -> tuple[bool, bool]:
+        try:
+            return swarm.membership(host).joined, bool(swarm.compose_containers(host))
+        except RemoteError:
+            return False, False
+
+    found = each(hosts, read)
+    joined = {name: in_swarm for name, (in_swarm, _) in found.items()}
+    compose_hosts = [name for name, (_, composed) in found.items() if composed]
+    plan = steps.swarm_up(
+        dep.cluster, dep.placement, joined, compose_hosts, changed_files(dep), lacking
+    )
+    return replace(plan, facts_read=answered)
+
+
+def down(dep: Deployment, volumes: bool, leave: bool = False) -> steps.Plan:
+    if dep.cluster.engine == "swarm":
+        return steps.swarm_down(dep.cluster, volumes, leave)
     return steps.down(dep.placement, volumes)
 
 
@@ -77,7 +101,17 @@ def scale(
         wanted = " ".join(f"{k}={v}" for k, v in counts.items())
         raise UsageError(f"{wanted}: the hosts cannot hold this:\n{error}") from None
     counted = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-    plan = steps.scale(old.placement, new.placement, changed_files(new), f"scale {counted}")
+    if new.cluster.engine == "swarm":
+        plan = steps.swarm_scale(
+            new.cluster,
+            old.placement,
+            new.placement,
+            counts,
+            changed_files(new),
+            f"scale {counted}",
+        )
+    else:
+        plan = steps.scale(old.placement, new.placement, changed_files(new), f"scale {counted}")
     return plan, old, new, state
 
 
@@ -87,6 +121,8 @@ def rollout(
     # A rollout takes the newest model: any pin from an earlier failed rollout is dropped.
     state = replace(read_state(state_path(hosts_file)), model=None)
     dep = prepare(hosts_file, state)
+    if dep.cluster.engine == "swarm":
+        return steps.swarm_rollout(dep.cluster, dep.placement, service, batch), dep, state
     return steps.rollout(dep.placement, service, batch, changed_files(dep)), dep, state
 
 
@@ -109,8 +145,10 @@ def rotate(hosts_file: Path, only: Sequence[str]) -> tuple[steps.Plan, Deploymen
 
 
 def push(dep: Deployment) -> steps.Plan:
-    lacking, answered = lacking_images(dep, dep.used_hosts())
-    return replace(steps.push(dep.placement, lacking), facts_read=answered)
+    # Under Swarm every host may run any service of its roles: each gets their images.
+    hosts = list(dep.hosts.values()) if dep.cluster.engine == "swarm" else dep.used_hosts()
+    lacking, answered = lacking_images(dep, hosts)
+    return replace(steps.push([h.name for h in hosts], lacking), facts_read=answered)
 
 
 def train(dep: Deployment) -> steps.Plan:

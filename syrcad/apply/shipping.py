@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 from python_on_whales import DockerClient
 from python_on_whales.components.image.cli_wrapper import Image
@@ -39,7 +40,11 @@ def image_of(cluster: Cluster, service: Service) -> str:
 
 
 def needed(cluster: Cluster, placement: Placement, host: str) -> list[str]:
-    """The images the containers placed on `host` run."""
+    """The images the containers placed on `host` run; under Swarm, those of every role it
+    has, as Swarm may start any replica of those roles there."""
+    if cluster.engine == "swarm":
+        roles = cluster.hosts[host].roles
+        return sorted({image_of(cluster, s) for s in get_args(Service) if s in roles})
     return sorted({image_of(cluster, c.service) for c in placement.on(host)})
 
 

@@ -8,7 +8,7 @@ its model. Every wait's budget comes from `syrcad.plan.readiness`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from syrcad.apply import facts, haproxy
 from syrcad.apply.deployment import Deployment, Reporter
@@ -88,34 +88,53 @@ def wait_in_lbs(
     only: set[str] | None = None,
 ) -> None:
     """Until every LB reports every replica of its backend (or those in `only`) UP."""
-    deadline = time.monotonic() + timeout
     targets = list(lb_targets(dep))
     expected = {
         service: [c.name for c in dep.placement.of(service) if only is None or c.name in only]
         for service in BALANCED
     }
     total = sum(len(expected[service]) for _, _, _, service, _ in targets)
-    while True:
-        pending = []
+
+    def pending() -> list[str]:
+        left = []
         states_of: dict[str, dict[tuple[str, str], str]] = {}  # one stats read per LB a round
         for lb, address, port, service, backend in targets:
             if lb.name not in states_of:
                 states_of[lb.name] = facts.lb_servers(address, port, dep.secrets.stats_password)
             states = states_of[lb.name]
-            pending += [
+            left += [
                 f"{lb.name}/{backend.name}/{s}"
                 for s in expected[service]
                 if states.get((backend.name, s)) != "UP"
             ]
-        report.waiting("in load balancers", total - len(pending), total, pending)
-        if not pending:
-            report.done_waiting("in load balancers")
+        return left
+
+    until_done(
+        "in load balancers", total, pending, timeout, report, "not UP in their load balancer"
+    )
+
+
+def until_done(
+    stage: str,
+    total: int,
+    pending: Callable[[], list[str]],
+    timeout: float,
+    report: Reporter,
+    failure: str,
+    every_s: float = 1,
+) -> None:
+    """Ask `pending` what is not done yet until nothing is, showing the progress; after
+    `timeout` seconds, fail with `failure` and what is still pending."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = pending()
+        report.waiting(stage, total - len(left), total, left)
+        if not left:
+            report.done_waiting(stage)
             return
         if time.monotonic() > deadline:
-            raise SyrcadError(
-                f"not UP in their load balancer after {timeout:.0f}s: {', '.join(pending)}"
-            )
-        time.sleep(1)
+            raise SyrcadError(f"{failure} after {timeout:.0f}s: {', '.join(left)}")
+        time.sleep(every_s)
 
 
 def _lbs_for(

@@ -29,6 +29,8 @@ def check(cluster: Cluster, base: Path) -> Found:
     yield from _hosts(cluster, base)
     yield from _tls(cluster)
     yield from _project(cluster)
+    if cluster.engine == "swarm":
+        yield from _swarm(cluster)
 
 
 def _roles(cluster: Cluster) -> Found:
@@ -129,4 +131,52 @@ def _project(cluster: Cluster) -> Found:
         yield (
             ("project", "actions"),
             "with project.nfs the actions must live inside project.path (they are mounted from the same export)",
+        )
+
+
+def _swarm(cluster: Cluster) -> Found:
+    """Keys that mean nothing under Swarm, and what syrcad does not run on Swarm yet."""
+    for service in ("frontend", "action"):
+        if "base_port" in getattr(cluster.services, service).model_fields_set:
+            yield (
+                ("services", service, "base_port"),
+                "with engine: swarm the LBs reach the replicas over the swarm's network; "
+                "replicas publish no host port",
+            )
+    if "port" in cluster.stores.tracker.model_fields_set and cluster.tracker_role():
+        yield (
+            ("stores", "tracker", "port"),
+            "with engine: swarm the frontends reach the tracker store over the swarm's "
+            "network; it publishes no host port",
+        )
+    lock = cluster.stores.lock
+    for key in ("port", "sentinel_port"):
+        if key in lock.model_fields_set:
+            yield (
+                ("stores", "lock", key),
+                "with engine: swarm the frontends reach Redis over the swarm's network; it "
+                "publishes no host port",
+            )
+    if "action_port" in cluster.services.lb.model_fields_set:
+        yield (
+            ("services", "lb", "action_port"),
+            "with engine: swarm the frontends reach the action LB over the swarm's network; "
+            "it publishes no host port",
+        )
+    if cluster.services.lb.virtual_address:
+        yield (
+            ("services", "lb", "virtual_address"),
+            "not available with engine: swarm yet (keepalived needs the host's network); "
+            "use engine: compose for two LB hosts on one address",
+        )
+    if cluster.redis_sentinels():
+        yield (
+            ("hosts",),
+            "several hosts have the role 'redis': Redis with Sentinels runs with engine: "
+            "compose only, for now",
+        )
+    if cluster.mongo_replica_set():
+        yield (
+            ("stores", "tracker", "replica_set"),
+            "a Mongo replica set runs with engine: compose only, for now",
         )

@@ -291,6 +291,10 @@ class Cluster(Model):
     """A whole cluster, as hosts.yml describes it."""
 
     name: Name = "syrcad"
+    # compose: syrcad places every container on its host. swarm: Docker Swarm schedules the
+    # frontends and action servers over the hosts with their roles, and replaces those of a
+    # lost host by itself; stores and LBs stay on their hosts.
+    engine: Literal["compose", "swarm"] = "compose"
     deploy_dir: HostPath = "/var/lib/syrcad"
     hosts: Annotated[dict[Name, Host], Field(min_length=1)]
     project: Project

@@ -61,6 +61,8 @@ LB_API_PORT = 8005
 LB_STATS_PORT = 8404
 LB_TLS_PORT = 8443
 LB_ACTIONS_PORT = 8055
+# Under Swarm: where a frontend or action server tells its LBs to drain it (HAProxy agent-check).
+AGENT_PORT = 5099
 # The LB stats page's user (its password is a secret), and where configs are mounted inside.
 STATS_USER = "admin"
 CONFIG_INSIDE = "/etc/syrcad"
@@ -130,7 +132,7 @@ def place(cluster: Cluster) -> Placement:
     return placement
 
 
-_INNER_PORT: dict[Service, int] = {
+INNER_PORT: dict[Service, int] = {
     "action": ACTIONS_PORT,
     "frontend": RASA_PORT,
     "mongo": MONGO_PORT,
@@ -158,7 +160,7 @@ def _replicas(
             ]
         )
     return [
-        Container(service, number, host, (PortBinding("http", base + slot, _INNER_PORT[service]),))
+        Container(service, number, host, (PortBinding("http", base + slot, INNER_PORT[service]),))
         for number, host, slot in spread(count, hosts)
     ]
 
@@ -181,7 +183,7 @@ def _stores(cluster: Cluster) -> list[Container]:
         port = cluster.stores.tracker.port
         # A replica set's members know each other by host address and port, and a member finds
         # itself in that list only on the port it listens on: the same port inside and out.
-        inner = port if cluster.mongo_replica_set() else _INNER_PORT[role]
+        inner = port if cluster.mongo_replica_set() else INNER_PORT[role]
         tracker = _singletons(cluster, role, role, [PortBinding(role, port, inner)])
     lock = cluster.stores.lock
     redis = _singletons(cluster, "redis", "redis", [PortBinding("redis", lock.port, REDIS_PORT)])

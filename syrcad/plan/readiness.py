@@ -75,3 +75,11 @@ def ready_within_s(containers: Iterable[Container]) -> int:
 DRAIN_TIMEOUT_S = 60
 # How long the LBs may take to see a ready replica UP (LB_CHECK_RISE checks, and a reload).
 IN_LB_WITHIN_S = 60
+# How long Swarm may take to stop a removed stack's tasks (their stop grace period is 30 s).
+STACK_REMOVED_WITHIN_S = 90
+# Under Swarm, a task asked to stop tells its LBs to drain it (their agent checks come every
+# AGENT_INTERVAL_S), then stops SWARM_LEAVE_LBS_S later, finishing its requests: no request is
+# sent to it once it has stopped listening. A name Swarm no longer lists stays in the LBs for
+# 30 s (`hold obsolete`) because leaving them (maintenance) would cut its open requests.
+SWARM_AGENT_INTERVAL_S = 1
+SWARM_LEAVE_LBS_S = 5

@@ -14,8 +14,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from syrcad.config.model import Cluster
+from syrcad.config.state import Scalable
+from syrcad.plan import swarm
 from syrcad.plan.placement import BALANCED, Container, Placement, Service
-from syrcad.plan.readiness import IN_LB_WITHIN_S, PRIMARY_WITHIN_S, ready_within_s
+from syrcad.plan.readiness import (
+    IN_LB_WITHIN_S,
+    PRIMARY_WITHIN_S,
+    STACK_REMOVED_WITHIN_S,
+    ready_within_s,
+)
 
 Action = Literal[
     "ship-images",  # send the host the images it lacks (names: images)
@@ -40,6 +47,18 @@ Action = Literal[
     "write-secrets",  # the new secrets into hosts.secrets.yml
     "train",  # train the model in a one-off container on the host
     "init-replica-set",  # Mongo: initiate the set if it is not (note: its name), wait for a primary
+    # engine: swarm
+    "init-swarm",  # the host founds the swarm
+    "join-swarm",  # the host joins it (note: manager or worker)
+    "label-nodes",  # each host's node labelled with its name and roles (names: hosts)
+    "stop-compose",  # remove the containers compose ran there (volumes kept): engine switched
+    "deploy-stack",  # docker stack deploy of the rendered stack (names: its services)
+    "wait-converged",  # every service at its task count, healthy, and UP in every LB
+    "scale-service",  # a service's replica count (names: the service; note: the count)
+    "update-service",  # rolling replacement of a service's tasks (note: tasks at a time)
+    "remove-stack",  # the stack's services, network and secrets
+    "remove-volumes",  # the stack's volumes on the host (the store data)
+    "leave-swarm",  # the host leaves the swarm
 ]
 # The stages of `up`: what a stage needs is ready before it starts.
 STAGES: tuple[tuple[Service, ...], ...] = (
@@ -54,7 +73,15 @@ STAGES: tuple[tuple[Service, ...], ...] = (
 # (and in the same wave): each touches its own host only. Restarts and reloads stay one by one,
 # so the cluster never loses more than one replica's capacity to them at a time.
 SIDE_BY_SIDE: frozenset[Action] = frozenset(
-    {"ship-images", "write-files", "start", "remove-orphans", "stop"}
+    {
+        "ship-images",
+        "write-files",
+        "start",
+        "remove-orphans",
+        "stop",
+        "stop-compose",
+        "remove-volumes",
+    }
 )
 WITH_VOLUMES = "and delete its volumes"
 AS_THEY_WERE = "as they were"  # write-files: the files from before the change
@@ -124,12 +151,10 @@ def _lb_config(lb: Container) -> str:
     return f"{lb.service}/haproxy.cfg"
 
 
-def ship(placement: Placement, images: Mapping[str, Sequence[str]]) -> tuple[Step, ...]:
+def ship(hosts: Sequence[str], images: Mapping[str, Sequence[str]]) -> tuple[Step, ...]:
     """One step per host that lacks images (`images`: host → what it lacks, or needs)."""
     return tuple(
-        Step("ship-images", host, tuple(images[host]))
-        for host in _hosts(placement)
-        if images.get(host)
+        Step("ship-images", host, tuple(images[host])) for host in hosts if images.get(host)
     )
 
 
@@ -151,7 +176,7 @@ def up(
     before the next (Mongo's replica set initiated and with a primary); then restart what must
     re-read its files and bring every replica in."""
     hosts = _hosts(placement)
-    steps = [*ship(placement, missing_images), *_write(changed, hosts)]
+    steps = [*ship(hosts, missing_images), *_write(changed, hosts)]
     for stage in STAGES:
         placed = [c for c in placement.containers if c.service in stage]
         if not placed:
@@ -277,11 +302,14 @@ def rotate(
     steps: list[Step] = []
     if "redis_password" in names:
         steps.append(Step("store-password", names=_names(placement.of("redis")), note="accept"))
-    if "tracker_password" in names and tracker_role:
-        trackers = _names(placement.of(tracker_role))
-        steps.append(Step("store-password", names=trackers, note="change"))
     steps.append(Step("write-secrets", names=tuple(names)))
     steps += _write(changed, _hosts(placement))
+    if "tracker_password" in names and tracker_role:
+        # After the files: a PostgreSQL connection a frontend opens from then on tries the new
+        # password (its file) and then the one it started with (syrcad_turns.SQLTrackerStore),
+        # so one of the two is right on either side of the change.
+        trackers = _names(placement.of(tracker_role))
+        steps.append(Step("store-password", names=trackers, note="change"))
     reload = [
         Step("reload-lb", lb.host, (lb.name,))
         for lb in placement.containers
@@ -307,8 +335,8 @@ def rotate(
     return Plan("secrets rotate", tuple(steps), tuple(undo))
 
 
-def push(placement: Placement, images: Mapping[str, Sequence[str]]) -> Plan:
-    return Plan("images push", ship(placement, images))
+def push(hosts: Sequence[str], images: Mapping[str, Sequence[str]]) -> Plan:
+    return Plan("images push", ship(hosts, images))
 
 
 def train(cluster: Cluster) -> Plan:
@@ -317,3 +345,81 @@ def train(cluster: Cluster) -> Plan:
     image = cluster.images.rasa
     models = f"{cluster.project.path}/{cluster.services.frontend.model}"
     return Plan("train", (Step("ship-images", host, (image,)), Step("train", host, note=models)))
+
+
+# engine: swarm. The stack holds the whole cluster; Swarm starts, replaces and rolls its tasks.
+
+
+def swarm_up(
+    cluster: Cluster,
+    placement: Placement,
+    joined: Mapping[str, bool],
+    compose_hosts: Sequence[str],
+    changed: Mapping[str, Sequence[str]],
+    missing_images: Mapping[str, Sequence[str]],
+) -> Plan:
+    """Ship images, found or join the swarm where a host is not in it, label the nodes, take
+    over from compose, deploy the stack and wait until it has converged."""
+    hosts = list(cluster.hosts)
+    roles = swarm.node_roles(cluster)
+    founder = swarm.founder(cluster)
+    steps = list(ship(hosts, missing_images))
+    if not joined.get(founder):
+        steps.append(Step("init-swarm", founder))
+    steps += [
+        Step("join-swarm", host, note=roles[host])
+        for host in hosts
+        if host != founder and not joined.get(host)
+    ]
+    steps.append(Step("label-nodes", names=tuple(hosts)))
+    steps += [Step("stop-compose", host) for host in compose_hosts]
+    steps += _write(changed, [founder])
+    services = swarm.stack_services(placement)
+    steps += [
+        Step("deploy-stack", founder, services),
+        Step("wait-converged", names=services, seconds=ready_within_s(placement.containers)),
+    ]
+    return Plan("up", tuple(steps))
+
+
+def swarm_down(cluster: Cluster, volumes: bool, leave: bool) -> Plan:
+    """The stack goes; with --volumes its store data on every host; with --leave every host
+    leaves the swarm, the founder last."""
+    steps = [Step("remove-stack", swarm.founder(cluster), seconds=STACK_REMOVED_WITHIN_S)]
+    if volumes:
+        steps += [Step("remove-volumes", host) for host in cluster.hosts]
+    if leave:
+        steps += [Step("leave-swarm", host) for host in reversed(swarm.node_roles(cluster))]
+    return Plan("down", tuple(steps))
+
+
+def swarm_scale(
+    cluster: Cluster,
+    old: Placement,
+    new: Placement,
+    counts: Mapping[Scalable, int],
+    changed: Mapping[str, Sequence[str]],
+    record: str,
+) -> Plan:
+    """The stack file gets the new counts (a later `up` changes nothing), Swarm the new
+    replica counts; the LBs find the tasks in Swarm's DNS, with no reload."""
+    steps = [*_write(changed, [swarm.founder(cluster)])]
+    steps += [Step("scale-service", names=(s,), note=str(n)) for s, n in counts.items()]
+    added = [c for c in new.containers if c.name not in set(_names(old.containers))]
+    services = swarm.stack_services(new)
+    # Removed tasks stop within their grace period and then fail the LBs' checks.
+    within = max(ready_within_s(added), IN_LB_WITHIN_S)
+    steps.append(Step("wait-converged", names=services, seconds=within))
+    steps.append(Step("record-state", note=record))
+    return Plan("scale", tuple(steps))
+
+
+def swarm_rollout(cluster: Cluster, placement: Placement, service: Service, batch: int) -> Plan:
+    steps = [
+        Step("update-service", names=(service,), note=str(batch)),
+        Step("wait-converged", names=swarm.stack_services(placement), seconds=IN_LB_WITHIN_S),
+        Step("record-state", note="no model pinned"),
+    ]
+    if service == "frontend":
+        steps.append(Step("check-model", names=("frontend",)))
+    return Plan("rollout", tuple(steps))

@@ -12,7 +12,16 @@ from urllib.parse import urlencode
 from syrcad.config.model import Cluster, PostgresTracker
 from syrcad.config.secrets import Secrets
 from syrcad.plan import readiness
-from syrcad.plan.placement import START_ORDER, Container, Placement, address_literal
+from syrcad.plan.placement import (
+    INNER_PORT,
+    LB_ACTIONS_PORT,
+    REDIS_PORT,
+    START_ORDER,
+    Container,
+    Placement,
+    Service,
+    address_literal,
+)
 
 # Where the rendered files appear inside the containers.
 RASA_CONFIG_DIR = "/etc/syrcad"
@@ -172,4 +181,33 @@ def host_context(
         action_lb=next(iter(local_lb or action_lbs), None),
         sentinels=targets("sentinel", "sentinel"),
         redis_primary=redis_primary,
+    )
+
+
+def swarm_context(
+    cluster: Cluster, placement: Placement, secrets: Secrets, host: str
+) -> HostContext:
+    """What the templates need under Swarm, the same on every host: every container reaches
+    the others by service name on the stack's overlay network, at the port inside."""
+
+    def by_name(service: Service, port: int) -> tuple[Target, ...]:
+        return tuple(Target(c.name, c.name, port) for c in placement.of(service))
+
+    tracker_role = cluster.tracker_role()
+    trackers = by_name(tracker_role, INNER_PORT[tracker_role]) if tracker_role else ()
+    locks = by_name("redis", REDIS_PORT)
+    return HostContext(
+        cluster=cluster,
+        host=host,
+        address=str(cluster.hosts[host].address),
+        secrets=secrets,
+        containers=(),
+        config_dir="/run/secrets",
+        frontends=(),
+        actions=(),
+        trackers=trackers,
+        lock=locks[0] if locks else None,
+        action_lb=Target("action-lb", "action-lb", LB_ACTIONS_PORT),
+        sentinels=(),
+        redis_primary=None,
     )

@@ -29,6 +29,7 @@ INSIDE = {
     "rasa_port": placement.RASA_PORT,
     "actions_port": placement.ACTIONS_PORT,
     "redis_port": placement.REDIS_PORT,
+    "mongo_port": placement.MONGO_PORT,
     "sentinel_port": placement.SENTINEL_PORT,
     "lb_public_port": placement.LB_PUBLIC_PORT,
     "lb_tls_port": placement.LB_TLS_PORT,
@@ -36,6 +37,7 @@ INSIDE = {
     "lb_stats_port": placement.LB_STATS_PORT,
     "lb_actions_port": placement.LB_ACTIONS_PORT,
     "runtime_port": commands.RUNTIME_PORT,
+    "agent_port": placement.AGENT_PORT,
     "server_state_file": commands.SERVER_STATE_FILE,
     "stats_user": placement.STATS_USER,
     "config_dir": placement.CONFIG_INSIDE,
@@ -62,8 +64,10 @@ CHECKS = {
     "failover_timeout_ms": readiness.REDIS_FAILOVER_TIMEOUT_S * 1000,
     "vrrp_advert_s": readiness.VRRP_ADVERT_S,
     "vrrp_garp_refresh_s": readiness.VRRP_GARP_REFRESH_S,
+    "leave_lbs_s": readiness.SWARM_LEAVE_LBS_S,
 }
 
+TRACKER_PASSWORD_FILE = "rasa/tracker-password"
 # (path on the host, template, the service whose presence on a host calls for the file)
 HOST_FILES: tuple[tuple[str, str, str | None], ...] = (
     ("compose.yml", "compose/compose.yml.j2", None),
@@ -92,17 +96,20 @@ def render(cluster: Cluster, placement: Placement, secrets: Secrets) -> tuple[Re
         if not placement.on(host):
             continue
         ctx = host_context(cluster, placement, secrets, host)
-        variables = _variables(ctx)
+        values = variables(ctx)
 
         for path, template, needed_by in HOST_FILES:
             if needed_by is None or ctx.has(needed_by):
                 # Files without .j2 are shipped as they are (the lock store module).
                 content = (
-                    render_template(template, **variables)
+                    render_template(template, **values)
                     if template.endswith(".j2")
                     else static(template)
                 )
                 files.append(RenderedFile(host, PurePosixPath(path), content))
+        if values["tracker_password_file"] and ctx.has("frontend"):
+            password = f"{ctx.secrets.tracker_password}\n"
+            files.append(RenderedFile(host, PurePosixPath(TRACKER_PASSWORD_FILE), password))
         if cluster.mongo_replica_set() and ctx.has("mongo"):
             key = f"{ctx.secrets.replica_set_key}\n"
             files.append(RenderedFile(host, PurePosixPath("mongo/replica-set-key"), key))
@@ -113,7 +120,7 @@ def render(cluster: Cluster, placement: Placement, secrets: Secrets) -> tuple[Re
     return tuple(files)
 
 
-def _variables(ctx: HostContext) -> dict[str, object]:
+def variables(ctx: HostContext) -> dict[str, object]:
     cluster = ctx.cluster
     project = cluster.project
     # Only hosts running Rasa or actions mount the project.
@@ -147,6 +154,13 @@ def _variables(ctx: HostContext) -> dict[str, object]:
         "inside": INSIDE,
         "backends": BACKEND_NAMES,
         "checks": CHECKS,
+        "pools": None,  # Swarm's replica pools (render/stack.py)
+        # syrcad's own PostgreSQL: the frontends read its password again for each connection.
+        "tracker_password_file": (
+            f"{placement.CONFIG_INSIDE}/{PurePosixPath(TRACKER_PASSWORD_FILE).name}"
+            if cluster.tracker_role() == "postgres"
+            else None
+        ),
     }
 
 

@@ -104,23 +104,42 @@ def local_layout() -> Layout:
 
 
 def hosts_layout() -> Layout:
-    made = testhosts.up(3)
     # node3 first: the first Redis host's starts as the primary, and a cut of an app host
     # (node1, node2) should not take the primary with it.
-    roles = {
-        "node3": ["mongo", "redis"],
-        "node1": ["frontend", "action", "lb", "redis", "train"],
-        "node2": ["frontend", "action", "lb", "redis"],
-    }
-    return Layout(
+    return three_hosts(
         "hosts",
         {
-            name: {
-                "address": made.by_name(name).address,
+            "node3": ["mongo", "redis"],
+            "node1": ["frontend", "action", "lb", "redis", "train"],
+            "node2": ["frontend", "action", "lb", "redis"],
+        },
+    )
+
+
+def swarm_layout() -> Layout:
+    """The three test hosts as one swarm: node1 founds it; frontends, action servers and LBs on
+    node1 and node2, the stores on node3."""
+    return three_hosts(
+        "swarm",
+        {
+            "node1": ["frontend", "action", "lb"],
+            "node2": ["frontend", "action", "lb"],
+            "node3": ["mongo", "redis"],
+        },
+    )
+
+
+def three_hosts(name: str, roles: dict[str, list[str]]) -> Layout:
+    made = testhosts.up(3)
+    return Layout(
+        name,
+        {
+            host: {
+                "address": made.by_name(host).address,
                 "ssh": {"config_file": str(made.ssh_config)},
                 "roles": host_roles,
             }
-            for name, host_roles in roles.items()
+            for host, host_roles in roles.items()
         },
         {h.name: h.engine for h in made.hosts},
         outside={h.name: h.public_address for h in made.hosts},
@@ -162,6 +181,22 @@ class PostgresTrackers:
         psql = ["psql", "-X", "-At", "-U", "rasa", "-d", "rasa", "-c", query]
         rows = self.engine.container.execute(self.container, psql)
         return [json.loads(row) for row in str(rows or "").splitlines() if row]
+
+
+@dataclass(frozen=True)
+class ApiTrackers:
+    """The trackers as Rasa's HTTP API reads them from the store (engine: swarm publishes no
+    store port)."""
+
+    api: str
+    token: str
+
+    def events(self, sender: str) -> list[dict[str, Any]]:
+        response = requests.get(
+            f"{self.api}/conversations/{sender}/tracker", params={"token": self.token}, timeout=30
+        )
+        response.raise_for_status()
+        return list(response.json()["events"])
 
 
 @dataclass
@@ -251,7 +286,10 @@ class E2ECluster:
         return texts
 
     def trackers(self) -> StoredTrackers:
-        """The tracker store itself, read directly (not through Rasa)."""
+        """The tracker store itself, read directly (not through Rasa; under Swarm, through
+        Rasa's API, as the store publishes no port)."""
+        if self.layout.name == "swarm":
+            return ApiTrackers(self.api, self.secrets.rasa_token)
         if self.layout.tracker == "postgres":
             return PostgresTrackers(self.docker("postgres-1"), container("postgres"))
         return MongoTrackers(self.mongo())
@@ -326,6 +364,12 @@ def write_hosts_file(folder: Path, layout: Layout) -> Path:
         document["services"]["lb"]["trusted_sources"] = [f"{layout.second_client}/32"]
         document["services"]["lb"]["virtual_address"] = testhosts.VIRTUAL_ADDRESS
     document["stores"] = STORES
+    if layout.name == "swarm":  # replicas and stores publish no port under Swarm
+        document["engine"] = "swarm"
+        for service in ("frontend", "action"):
+            del document["services"][service]["base_port"]
+        del document["services"]["lb"]["action_port"]
+        document["stores"] = {}
     if layout.tracker == "postgres":  # syrcad's own PostgreSQL where Mongo was
         for host in document["hosts"].values():
             host["roles"] = ["postgres" if r == "mongo" else r for r in host["roles"]]
@@ -372,8 +416,9 @@ def layout(request: pytest.FixtureRequest) -> Iterator[Layout]:
     if request.config.getoption("--layout") == "local":
         yield dataclasses.replace(local_layout(), tracker=tracker)
         return
+    made = swarm_layout if request.config.getoption("--layout") == "swarm" else hosts_layout
     try:
-        yield dataclasses.replace(hosts_layout(), tracker=tracker)
+        yield dataclasses.replace(made(), tracker=tracker)
     finally:
         if not os.environ.get("SYRCAD_KEEP_TEST_HOSTS"):
             testhosts.down()

@@ -1,0 +1,316 @@
+"""Docker Swarm as the engine: the swarm's membership, the stack, its services and tasks.
+
+Every call to the swarm goes to a manager's engine: the host that founded it, else the next
+manager that answers (the founder may be the host that was lost).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from python_on_whales import DockerClient, Volume
+from python_on_whales.utils import run as docker_run
+
+from syrcad.apply import facts
+from syrcad.apply.deployment import Deployment, Reporter
+from syrcad.apply.hosts import HostHandle
+from syrcad.apply.waits import until_done
+from syrcad.errors import RemoteError, SyrcadError
+from syrcad.plan import swarm
+from syrcad.plan.placement import BALANCED, RASA_PORT, Service, address_literal
+from syrcad.render.stack import STACK_FILE
+
+SWARM_PORT = 2377  # managers' cluster management port
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+STACK_LABEL = "com.docker.stack.namespace"
+
+
+@dataclass(frozen=True)
+class Membership:
+    node_id: str
+    state: str  # inactive, pending, active, error, locked
+    manager: bool  # this engine can manage the swarm (ControlAvailable)
+    swarm_id: str
+
+    @property
+    def joined(self) -> bool:
+        return self.state == "active"
+
+
+def membership(host: HostHandle) -> Membership:
+    info = host.run("read its swarm membership", lambda d: d.system.info()).swarm
+    if info is None:
+        return Membership("", "inactive", False, "")
+    cluster = info.cluster.id if info.cluster else ""
+    return Membership(
+        info.node_id or "",
+        info.local_node_state or "inactive",
+        bool(info.control_available),
+        cluster or "",
+    )
+
+
+def manager(dep: Deployment) -> HostHandle:
+    """The first manager, in the order hosts.yml makes them, whose engine answers as one."""
+    tried = []
+    for name, role in swarm.node_roles(dep.cluster).items():
+        if role != "manager":
+            continue
+        host = dep.hosts[name]
+        try:
+            if membership(host).manager:
+                return host
+            tried.append(f"{name}: not a manager")
+        except RemoteError as error:
+            tried.append(f"{name}: {str(error).splitlines()[0]}")
+    raise SyrcadError("no manager of the swarm answers: " + "; ".join(tried))
+
+
+def init(host: HostHandle) -> None:
+    host.run("initialise the swarm", lambda d: d.swarm.init(advertise_address=host.address))
+
+
+def join(host: HostHandle, founder: HostHandle, role: str) -> None:
+    token = founder.run(f"read the {role} join token", lambda d: d.swarm.join_token(role))
+    address = f"{address_literal(founder.address)}:{SWARM_PORT}"
+    host.run(
+        f"join the swarm as a {role}",
+        lambda d: d.swarm.join(address, advertise_address=host.address, token=token),
+    )
+
+
+def label(dep: Deployment, hosts: Sequence[str]) -> None:
+    """Each host's node labelled with its name and roles (the stack's constraints read them);
+    labels of roles it no longer has are removed."""
+    boss = manager(dep)
+    prefix = swarm.label_prefix(dep.cluster)
+    for name in hosts:
+        node_id = membership(dep.hosts[name]).node_id
+        wanted = swarm.node_labels(dep.cluster, name)
+
+        def update(
+            d: DockerClient, node_id: str = node_id, wanted: dict[str, str] = wanted
+        ) -> None:
+            node = d.node.inspect(node_id)
+            have = node.spec.labels or {}
+            stale = [k for k in have if k.startswith(f"{prefix}.") and k not in wanted]
+            d.node.update(node_id, labels_add=wanted, rm_labels=stale)
+
+        boss.run(f"label the node of {name}", update)
+
+
+def compose_containers(host: HostHandle) -> list[str]:
+    """The cluster's containers that compose runs on `host` (engine: compose before)."""
+    return [fact.name for fact in facts.containers(host).values()]
+
+
+def stop_compose(host: HostHandle) -> list[str]:
+    """The cluster's containers that compose started on `host`, removed (volumes kept): the
+    switch from engine compose. Returns their names."""
+    label = f"{COMPOSE_PROJECT_LABEL}={host.project}"
+
+    def remove(d: DockerClient) -> list[str]:
+        found = d.container.list(all=True, filters=[("label", label)])
+        if found:
+            d.container.remove(found, force=True)
+        return [c.name for c in found]
+
+    return host.run("remove the containers compose ran", remove)
+
+
+def deploy(dep: Deployment) -> None:
+    boss = manager(dep)
+    stack_file = (
+        dep.hosts[swarm.founder(dep.cluster)].local_root / swarm.founder(dep.cluster) / STACK_FILE
+    )
+    boss.run(
+        "deploy the stack",
+        lambda d: d.stack.deploy(dep.cluster.name, [stack_file], prune=True, resolve_image="never"),
+    )
+
+
+def scale(dep: Deployment, service: str, replicas: int) -> None:
+    full = swarm.full_name(dep.cluster, service)
+    manager(dep).run(f"scale {full}", lambda d: d.service.scale({full: replicas}, detach=True))
+
+
+def update(dep: Deployment, service: str, batch: int) -> None:
+    """A rolling replacement of every task (new model, image): start-first, `batch` at a time,
+    each gated on its healthcheck, rolled back by Swarm when one does not turn healthy."""
+    full = swarm.full_name(dep.cluster, service)
+
+    def roll(d: DockerClient) -> None:
+        argv = [*d.client_config.docker_cmd, "service", "update", "--force", "--quiet"]
+        argv += ["--update-parallelism", str(batch), "--detach=false", full]
+        docker_run(argv)
+
+    manager(dep).run(f"roll {full} over", roll)
+    rolled_back = manager(dep).run(f"read {full}", lambda d: d.service.inspect(full).update_status)
+    if rolled_back and "rollback" in str(rolled_back.state or ""):
+        raise SyrcadError(
+            f"{full}: a new task did not turn healthy; Swarm rolled the service back ({rolled_back.message})"
+        )
+
+
+def remove(dep: Deployment, timeout: float) -> None:
+    """The stack's services, then (once their tasks are gone) its network and secrets."""
+    boss = manager(dep)
+    name = dep.cluster.name
+    boss.run("remove the stack", lambda d: d.stack.remove(name))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = boss.run(
+            "list what the stack left",
+            lambda d: d.network.list(filters={"label": f"{STACK_LABEL}={name}"}),
+        )
+        if not left:
+            return
+        time.sleep(1)
+    raise SyrcadError(f"the stack's network was still there after {timeout:.0f}s")
+
+
+def remove_volumes(host: HostHandle) -> None:
+    def remove(d: DockerClient) -> None:
+        # The engine removes a removed stack's stopped containers in its own time; they would
+        # hold their volumes until then.
+        stopped = d.container.list(all=True, filters=[("label", f"{STACK_LABEL}={host.project}")])
+        if stopped:
+            d.container.remove(stopped, force=True)
+        # The stack's, and those compose made before the cluster moved to Swarm.
+        labels = (f"{STACK_LABEL}={host.project}", f"{COMPOSE_PROJECT_LABEL}={host.project}")
+        volumes: list[Volume | str] = [
+            v for label in labels for v in d.volume.list(filters={"label": label})
+        ]
+        if volumes:
+            d.volume.remove(volumes)
+
+    host.run("delete the stack's volumes", remove)
+
+
+def leave(host: HostHandle) -> None:
+    if membership(host).joined:
+        host.run("leave the swarm", lambda d: d.swarm.leave(force=True))
+
+
+@dataclass(frozen=True)
+class TaskFact:
+    service: str  # the stack's name for it: frontend, mongo-1
+    slot: int
+    host: str  # "" when its node is not one of hosts.yml's
+    state: str  # running, starting, pending, ...
+    desired: str
+    container_id: str
+
+
+def tasks(dep: Deployment) -> list[TaskFact]:
+    """The stack's tasks that should run, with the host each is on."""
+    boss = manager(dep)
+    prefix = swarm.label_prefix(dep.cluster)
+
+    def read(d: DockerClient) -> list[TaskFact]:
+        hosts = {n.id: (n.spec.labels or {}).get(f"{prefix}.host", "") for n in d.node.list()}
+        found = d.stack.ps(dep.cluster.name) if _stack_exists(d, dep.cluster.name) else []
+        names = {s.id: str(s.spec.name) for s in d.service.list()}
+        rows = []
+        for task in found:
+            if task.desired_state != "running":
+                continue
+            service_name = names.get(str(task.service_id), "")
+            status = task.status
+            container = (
+                status.container_status.container_id if status and status.container_status else ""
+            )
+            rows.append(
+                TaskFact(
+                    service_name.removeprefix(f"{dep.cluster.name}_"),
+                    task.slot or 0,
+                    hosts.get(task.node_id or "", ""),
+                    str(status.state or "") if status else "",
+                    str(task.desired_state or ""),
+                    container or "",
+                )
+            )
+        return rows
+
+    return boss.run("list the stack's tasks", read)
+
+
+def _stack_exists(d: DockerClient, name: str) -> bool:
+    return any(s.name == name for s in d.stack.list())
+
+
+def model_ids(dep: Deployment) -> dict[str, str]:
+    """frontend task → the model id it has loaded, asked inside its container (Swarm publishes
+    no frontend port)."""
+    found = {}
+    ask = (
+        "import json, urllib.request as u; print(json.load(u.urlopen("
+        f"'http://127.0.0.1:{RASA_PORT}/status?token={dep.secrets.rasa_token}', timeout=5))"
+        "['model_id'])"
+    )
+    for task in tasks(dep):
+        if task.service != "frontend" or task.state != "running" or not task.host:
+            continue
+        container = task.container_id
+
+        def asking(d: DockerClient, container: str = container) -> str:
+            return str(d.container.execute(container, ["python", "-c", ask]))
+
+        answer = dep.hosts[task.host].run(f"ask frontend.{task.slot} for its model", asking)
+        found[f"frontend.{task.slot}"] = answer.strip()
+    return found
+
+
+def wanted_tasks(dep: Deployment) -> Counter[str]:
+    """service → how many tasks it should run."""
+    counts: Counter[str] = Counter()
+    for container in dep.placement.containers:
+        if container.service in swarm.STORES:
+            counts[container.name] = 1
+    counts["frontend"] = dep.cluster.services.frontend.replicas
+    counts["action"] = dep.cluster.services.action.replicas
+    lbs = len(dep.cluster.hosts_with("lb"))
+    counts["lb"] = counts["action-lb"] = lbs
+    return counts
+
+
+def lb_views(dep: Deployment) -> dict[str, dict[str, int]]:
+    """LB host → replicated service → servers UP in its backend."""
+    views: dict[str, dict[str, int]] = {}
+    for host in dep.cluster.hosts_with("lb"):
+        address = str(dep.cluster.hosts[host].address)
+        counts: dict[str, int] = {}
+        pairs: tuple[tuple[Service, Service], ...] = (("frontend", "lb"), ("action", "action-lb"))
+        for service, lb_service in pairs:
+            port = dep.placement.of(lb_service)[0].port("stats").host_port
+            found = facts.lb_servers(address, port, dep.secrets.stats_password)
+            backend = BALANCED[service][0].name
+            counts[service] = sum(
+                1 for (px, _), state in found.items() if px == backend and state == "UP"
+            )
+        views[host] = counts
+    return views
+
+
+def wait_converged(dep: Deployment, timeout: float, report: Reporter) -> None:
+    """Until every service runs its count of tasks (healthy: a task with a healthcheck is
+    "running" only once healthy) and every LB has that many replicas UP."""
+    wanted = wanted_tasks(dep)
+
+    def pending() -> list[str]:
+        running = Counter(t.service for t in tasks(dep) if t.state == "running")
+        left = [f"{s} {running[s]}/{n}" for s, n in wanted.items() if running[s] != n]
+        if left:
+            return left
+        return [
+            f"{service} UP in the LB on {host}: {count}/{wanted[service]}"
+            for host, counts in lb_views(dep).items()
+            for service, count in counts.items()
+            if count != wanted[service]
+        ]
+
+    total = sum(wanted.values())
+    until_done("swarm", total, pending, timeout, report, "the stack has not converged", every_s=2)

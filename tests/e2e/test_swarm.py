@@ -1,0 +1,203 @@
+"""engine: swarm on the three test hosts, under booking-conversation load.
+
+Swarm schedules the frontends and action servers on node1 and node2 and replaces those of a
+lost host by itself; the LBs (one per LB host) follow the tasks in Swarm's DNS without a reload.
+One cluster for the whole file, taken down by its last test.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from python_on_whales import DockerClient
+
+from syrcad.apply import facts
+from syrcad.apply.deployment import prepare
+from syrcad.config.secrets import read, secrets_path
+from syrcad.plan import readiness
+from syrcad.plan.placement import BALANCED
+
+from .conftest import LB, E2ECluster, Layout, new_sender, syrcad, write_hosts_file
+from .driver import Driver
+from .faults import link_cut
+
+pytestmark = [pytest.mark.e2e, pytest.mark.swarm_layout]
+
+# Swarm calls a node down after missing its heartbeats (5 s period, 3 misses by default).
+NODE_LOSS_DETECTED_WITHIN_S = 20
+
+
+@pytest.fixture(scope="module")
+def swarm(tmp_path_factory: pytest.TempPathFactory, layout: Layout) -> Iterator[E2ECluster]:
+    syrcad("images", "build")
+    hosts_file = write_hosts_file(tmp_path_factory.mktemp("swarm"), layout)
+    started = time.monotonic()
+    try:
+        syrcad("up", "--hosts", str(hosts_file))
+        print(f"\nswarm cluster up from nothing in {time.monotonic() - started:.0f} s")
+        secrets = read(secrets_path(hosts_file))
+        assert secrets is not None
+        yield E2ECluster(hosts_file, secrets, layout, prepare(hosts_file))
+    finally:
+        syrcad("down", "--volumes", "--leave", "--hosts", str(hosts_file), check=False)
+
+
+def manager(cluster: E2ECluster) -> DockerClient:
+    return DockerClient(host=cluster.layout.engines["node1"])
+
+
+def tasks_running(cluster: E2ECluster, service: str) -> dict[str, str]:
+    """Task id → node id of `service`'s tasks that run."""
+    return {
+        t.id: t.node_id or ""
+        for t in manager(cluster).service.ps(f"e2e_{service}")
+        if t.desired_state == "running" and t.status and t.status.state == "running"
+    }
+
+
+def up_in_lbs(cluster: E2ECluster, host: str = "node1") -> dict[str, int]:
+    """Replicated service → its servers UP in the LBs on `host`."""
+    address = cluster.layout.hosts[host]["address"]
+    counts = {}
+    for service, port in (("frontend", LB["stats_port"]), ("action", LB["action_stats_port"])):
+        found = facts.lb_servers(address, port, cluster.secrets.stats_password)
+        backend = BALANCED[service][0].name
+        counts[service] = sum(1 for (px, _), s in found.items() if px == backend and s == "UP")
+    return counts
+
+
+def test_up_from_nothing_serves_a_booking_and_seals_the_api(swarm: E2ECluster) -> None:
+    sender = new_sender()
+    assert swarm.texts(sender, "book a table") == ["Which cuisine would you like?"]
+    assert swarm.texts(sender, "greek") == ["For how many people?"]
+    assert swarm.texts(sender, "7")[0].startswith("Booked: a table for 7 (greek cuisine).")
+    assert swarm.user_texts(sender) == ["book a table", "greek", "7"]
+    # The public port serves the channels only; the Rasa API needs the internal port and token.
+    refused = requests.get(f"{swarm.public}/conversations/{sender}/tracker", timeout=10)
+    assert refused.status_code == 403
+    untokened = requests.get(f"{swarm.api}/conversations/{sender}/tracker", timeout=10)
+    assert untokened.status_code == 401
+    status = json.loads(syrcad("status", "--json", "--hosts", str(swarm.hosts_file)).stdout)
+    assert status["engine"] == "swarm"
+    running = sorted(r["service"] for r in status["replicas"] if r["state"] == "running")
+    twice = ["action", "action-lb", "frontend", "lb"]
+    assert running == sorted([*twice, *twice, "mongo-1", "redis-1"])
+    labels = {
+        (n.spec.labels or {}).get("io.syrcad.e2e.host"): n.spec.labels
+        for n in manager(swarm).node.list()
+    }
+    assert labels["node3"] == {
+        "io.syrcad.e2e.host": "node3",
+        "io.syrcad.e2e.mongo": "true",
+        "io.syrcad.e2e.redis": "true",
+    }
+    assert [n.manager_status is not None for n in manager(swarm).node.list()] == [True] * 3
+    again = syrcad("up", "--hosts", str(swarm.hosts_file)).stdout
+    assert "Nothing to change" in again
+
+
+def test_scale_and_rollout_under_load_without_an_lb_reload(swarm: E2ECluster) -> None:
+    hosts = str(swarm.hosts_file)
+    lbs_before = {**tasks_running(swarm, "lb"), **tasks_running(swarm, "action-lb")}
+    driver = Driver(swarm.public, workers=3).start()
+    try:
+        time.sleep(5)
+        for count in (6, 2):
+            started = time.monotonic()
+            syrcad("scale", f"frontend={count}", "--hosts", hosts)
+            print(f"\nscale frontend={count}: done in {time.monotonic() - started:.0f} s")
+            assert len(tasks_running(swarm, "frontend")) == count
+            assert up_in_lbs(swarm)["frontend"] == count
+        started = time.monotonic()
+        rolled = syrcad("rollout", "--hosts", hosts).stdout
+        print(f"rollout: done in {time.monotonic() - started:.0f} s")
+        assert "every frontend runs model" in rolled
+        time.sleep(5)
+    finally:
+        driver.stop()
+    sent = sum(len(m) for m in driver.sent.values())
+    print(f"{sent} messages sent, {len(driver.failures)} failed")
+    assert driver.failures == []
+    assert sent > 50
+    assert driver.lost_or_reordered(swarm.trackers()) == []
+    # No LB was restarted or reloaded: the same tasks, each found its servers in Swarm's DNS.
+    assert {**tasks_running(swarm, "lb"), **tasks_running(swarm, "action-lb")} == lbs_before
+
+
+def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
+    """node2's link is cut under load: Swarm starts its frontend and action server on node1;
+    its return changes nothing that serves."""
+    assert swarm.layout.test_hosts is not None
+    node2 = swarm.layout.test_hosts.by_name("node2")
+    node2_id = next(
+        n.id
+        for n in manager(swarm).node.list()
+        if (n.spec.labels or {}).get("io.syrcad.e2e.host") == "node2"
+    )
+    wanted = {"frontend": 2, "action": 2}
+    before = tasks_running(swarm, "frontend")
+    driver = Driver(swarm.public, workers=3, think_s=0.1).start()
+    try:
+        time.sleep(5)
+        with link_cut(node2) as cut:
+            detected = replaced = 0.0
+            while time.monotonic() - cut < 300:
+                if not detected and manager(swarm).node.inspect(node2_id).status.state == "down":
+                    detected = time.monotonic() - cut
+                if detected and up_in_lbs(swarm) == wanted:
+                    replaced = time.monotonic() - cut
+                    break
+                time.sleep(1)
+            new_frontend = [
+                t
+                for t in manager(swarm).service.ps("e2e_frontend")
+                if t.desired_state == "running" and t.id not in before
+            ]
+        back = time.monotonic()
+        serving = tasks_running(swarm, "frontend")
+        time.sleep(30)  # node2 returns: its old tasks are shut down, nothing moves back
+        after_return = tasks_running(swarm, "frontend")
+    finally:
+        driver.stop()
+    boot = max(
+        (t.status.timestamp - t.created_at).total_seconds()
+        for t in new_frontend
+        if t.status and t.status.timestamp
+    )
+    print(
+        f"\nhost cut: node2 down after {detected:.1f}s, its frontend replaced and UP in the LB "
+        f"{replaced:.1f}s after the cut (the new frontend booted in {boot:.1f}s); "
+        f"{len(driver.failures)} failed requests, {driver.successes_since(back)} served after "
+        "the return"
+    )
+    assert 0 < detected <= NODE_LOSS_DETECTED_WITHIN_S
+    assert 0 < replaced <= detected + boot + 10
+    assert after_return == serving
+    # Requests under way on node2 at the cut are cut off once the LB marks it DOWN (a 502 that
+    # says so), never a 200 without a reply; nothing fails after.
+    cut_off = [f for f in driver.failures if f.sent_at + f.took_s < back]
+    assert all(f.cut_off for f in cut_off), cut_off
+    assert max((f.sent_at + f.took_s - cut for f in cut_off), default=0) < (
+        readiness.LB_LOSS_DETECTED_WITHIN_S + 2
+    )
+    assert driver.failures_since(back) == 0, driver.failures[-5:]
+    assert not any(e.empty_200 for e in driver.exchanges)
+    broken = {f.sender for f in driver.failures}
+    problems = [
+        p for p in driver.lost_or_reordered(swarm.trackers()) if p.split(":")[0] not in broken
+    ]
+    assert problems == [], problems[:5]
+
+
+def test_down_leaves_no_service_network_or_swarm(swarm: E2ECluster) -> None:
+    syrcad("down", "--volumes", "--leave", "--hosts", str(swarm.hosts_file))
+    for name, url in swarm.layout.engines.items():
+        docker = DockerClient(host=url)
+        assert docker.system.info().swarm.local_node_state == "inactive", name
+        assert [c.name for c in docker.container.list(all=True)] == [], name
+        assert [n.name for n in docker.network.list() if n.name.startswith("e2e")] == [], name
+        assert [v.name for v in docker.volume.list() if v.name.startswith("e2e")] == [], name
