@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 import requests
 from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException
 
 from syrcad.apply import facts
 from syrcad.apply.deployment import prepare
@@ -29,6 +31,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.swarm_layout]
 
 # Swarm calls a node down after missing its heartbeats (5 s period, 3 misses by default).
 NODE_LOSS_DETECTED_WITHIN_S = 20
+# A returning manager can make the others elect a leader again; commands fail meanwhile.
+LEADER_ELECTED_WITHIN_S = 120
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +59,22 @@ def tasks_running(cluster: E2ECluster, service: str) -> dict[str, str]:
     """Task id → node id of `service`'s tasks that run."""
     return {
         t.id: t.node_id or ""
-        for t in manager(cluster).service.ps(f"e2e_{service}")
+        for t in answered(lambda: manager(cluster).service.ps(f"e2e_{service}"))
         if t.desired_state == "running" and t.status and t.status.state == "running"
     }
+
+
+def answered(ask: Callable[[], T], within_s: float = LEADER_ELECTED_WITHIN_S) -> T:
+    """`ask` of the managers, again while the swarm has no leader: when a cut manager returns,
+    the managers may hold a new election (docs/runbook.md)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return ask()
+        except DockerException as error:
+            if "does not have a leader" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def up_in_lbs(cluster: E2ECluster, host: str = "node1") -> dict[str, int]:
@@ -146,7 +164,8 @@ def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
         with link_cut(node2) as cut:
             detected = replaced = 0.0
             while time.monotonic() - cut < 300:
-                if not detected and manager(swarm).node.inspect(node2_id).status.state == "down":
+                node = answered(lambda: manager(swarm).node.inspect(node2_id))
+                if not detected and node.status.state == "down":
                     detected = time.monotonic() - cut
                 if detected and up_in_lbs(swarm) == wanted:
                     replaced = time.monotonic() - cut
@@ -154,7 +173,7 @@ def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
                 time.sleep(1)
             new_frontend = [
                 t
-                for t in manager(swarm).service.ps("e2e_frontend")
+                for t in answered(lambda: manager(swarm).service.ps("e2e_frontend"))
                 if t.desired_state == "running" and t.id not in before
             ]
         back = time.monotonic()
