@@ -33,7 +33,6 @@ class Membership:
     node_id: str
     state: str  # inactive, pending, active, error, locked
     manager: bool  # this engine can manage the swarm (ControlAvailable)
-    swarm_id: str
 
     @property
     def joined(self) -> bool:
@@ -43,13 +42,9 @@ class Membership:
 def membership(host: HostHandle) -> Membership:
     info = host.run("read its swarm membership", lambda d: d.system.info()).swarm
     if info is None:
-        return Membership("", "inactive", False, "")
-    cluster = info.cluster.id if info.cluster else ""
+        return Membership("", "inactive", False)
     return Membership(
-        info.node_id or "",
-        info.local_node_state or "inactive",
-        bool(info.control_available),
-        cluster or "",
+        info.node_id or "", info.local_node_state or "inactive", bool(info.control_available)
     )
 
 
@@ -147,8 +142,9 @@ def update(dep: Deployment, service: str, batch: int) -> None:
         argv += ["--update-parallelism", str(batch), "--detach=false", full]
         docker_run(argv)
 
-    manager(dep).run(f"roll {full} over", roll)
-    rolled_back = manager(dep).run(f"read {full}", lambda d: d.service.inspect(full).update_status)
+    boss = manager(dep)
+    boss.run(f"roll {full} over", roll)
+    rolled_back = boss.run(f"read {full}", lambda d: d.service.inspect(full).update_status)
     if rolled_back and "rollback" in str(rolled_back.state or ""):
         raise SyrcadError(
             f"{full}: a new task did not turn healthy; Swarm rolled the service back ({rolled_back.message})"

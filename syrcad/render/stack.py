@@ -18,7 +18,7 @@ from syrcad.render.context import swarm_context
 from syrcad.render.files import RenderedFile, variables
 from syrcad.render.templates import render_template, static
 
-# (path beside the stack file, template, the role whose presence calls for the file)
+# (path beside the stack file, template, the service whose presence calls for the file)
 STACK_FILES: tuple[tuple[str, str, str], ...] = (
     ("rasa/endpoints.yml", "compose/rasa/endpoints.yml.j2", "frontend"),
     ("rasa/credentials.yml", "compose/rasa/credentials.yml.j2", "frontend"),
@@ -72,11 +72,10 @@ def render_stack(
         )
         for service in swarm.REPLICATED
     }
-    roles = {role for h in cluster.hosts.values() for role in h.roles}
-    store_roles = {c.service for c in placement.containers}
+    placed = {c.service for c in placement.containers}
     files: list[RenderedFile] = []
-    for path, template, role in STACK_FILES:
-        if role not in roles or (role in ("mongo", "postgres") and role not in store_roles):
+    for path, template, service in STACK_FILES:
+        if service not in placed:
             continue
         content = (
             render_template(template, **values) if template.endswith(".j2") else static(template)
