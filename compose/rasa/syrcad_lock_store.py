@@ -38,10 +38,12 @@ sentinels, service_name, replicas.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any, AsyncGenerator, Optional
+from typing import Any, AsyncGenerator, Callable, Optional, TypeVar
 
 from rasa.core.lock import Ticket, TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, LockStore
@@ -55,6 +57,21 @@ REPLICATED_WITHIN_MS = 1000
 # Longer than the event loop of a busy frontend stays blocked (TensorFlow runs on it), so a live
 # holder always renews in time: it renews every third of it.
 LEASE_S = 10.0
+
+# Threads for Redis calls. While Redis is away each call holds one for up to its timeouts, and
+# under load that is many at once: asyncio's default pool (CPU count + 4) would queue every turn
+# behind them, and still be working off that queue seconds after Redis is back. A thread that
+# waits on a socket costs little.
+REDIS_CALL_THREADS = 64
+_redis_calls = ThreadPoolExecutor(REDIS_CALL_THREADS, thread_name_prefix="syrcad-lock-store")
+
+T = TypeVar("T")
+
+
+async def _in_thread(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`call` in a Redis thread: a Redis away holds up the turns waiting for it, not the
+    frontend's event loop and its health checks."""
+    return await asyncio.get_running_loop().run_in_executor(_redis_calls, functools.partial(call, *args, **kwargs))
 
 _PURGE = """
 local now = redis.call('TIME')
@@ -183,16 +200,14 @@ class AtomicRedisLockStore(LockStore):
         self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME, wait_time_in_seconds: float = 1
     ) -> AsyncGenerator[TicketLock, None]:
         lease = min(LEASE_S, lock_lifetime)
-        # Each Redis call in a worker thread: a Redis away (a failover, a lost host) holds up
-        # the turns waiting for it, not the frontend's event loop and its health checks.
-        ticket = await asyncio.to_thread(self.issue_ticket, conversation_id, lease)
+        ticket = await _in_thread(self.issue_ticket, conversation_id, lease)
         renewal = asyncio.ensure_future(self._renew_lease(conversation_id, ticket, lease, lock_lifetime))
         try:
             yield await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
         finally:
             renewal.cancel()
             try:
-                await asyncio.to_thread(self.cleanup, conversation_id, ticket)
+                await _in_thread(self.cleanup, conversation_id, ticket)
             except Exception as error:
                 # The turn is over (saved, or aborted): failing it now would tell the client its
                 # saved message was lost. The ticket's lease runs out by itself.
@@ -207,7 +222,7 @@ class AtomicRedisLockStore(LockStore):
             try:
                 args = [ticket, max(1, int(min(lease, ends - loop.time()) * 1000))]
                 keys = self._keys(conversation_id)
-                if not int(await asyncio.to_thread(self._renew, keys=keys, args=args)):
+                if not int(await _in_thread(self._renew, keys=keys, args=args)):
                     return
             except Exception as error:  # Redis away for a moment: the next round tries again
                 logger.warning(f"Could not renew the lock of '{conversation_id}': {error}")
@@ -217,9 +232,9 @@ class AtomicRedisLockStore(LockStore):
         wait = min(0.02, wait_time_in_seconds)
         while True:
             keys = self._keys(conversation_id)
-            turn = int(await asyncio.to_thread(self._acquire, keys=keys, args=[ticket]))
+            turn = int(await _in_thread(self._acquire, keys=keys, args=[ticket]))
             if turn == 1:
-                return await asyncio.to_thread(self.get_lock, conversation_id) or TicketLock(conversation_id)
+                return await _in_thread(self.get_lock, conversation_id) or TicketLock(conversation_id)
             if turn == -1:
                 raise LockError(f"Could not acquire lock for conversation_id '{conversation_id}'.")
             await asyncio.sleep(wait)

@@ -18,6 +18,8 @@ Here, inside a turn started by one of the channels below:
 - an action listed in `action_endpoint.idempotent_actions` is called again when its call is lost
   (its server died mid-call: 502 or 504 from the action LB, or the connection dropped), so the LB
   reaches another server; any other action's lost call aborts the turn, since it may have run.
+  A call that no server took (no action LB could be connected to within a second, or the LB had
+  no server up: 503) did not run, so any action's is made again.
 
 Rasa's Mongo and SQL tracker stores block on their I/O inside `async def`s, so an unreachable
 store froze the whole frontend for its timeouts: the LB's health checks went unanswered and it
@@ -37,7 +39,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from typing import Any, Awaitable, Callable, Dict, Optional
+import random
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 import aiohttp
 import sqlalchemy
@@ -45,6 +51,7 @@ import rasa.utils.endpoints
 from rasa.core.actions.action import ActionExecutionRejection, RemoteAction
 from rasa.core.channels import rest, socketio
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.core.constants import DEFAULT_REQUEST_TIMEOUT
 from rasa.core.lock_store import LockError
 from rasa.core.tracker_store import MongoTrackerStore as _MongoTrackerStore
 from rasa.core.tracker_store import SQLTrackerStore as _SQLTrackerStore
@@ -57,13 +64,24 @@ logger = logging.getLogger(__name__)
 # Seconds a client waits before sending a message again that was not recorded because a store or
 # every action server was away: about one failover or restart of a store.
 RETRY_AFTER_S = 5
-# Calls of an idempotent action, all told, when they are lost; the action LB marks a dead server
-# DOWN meanwhile, so the next call reaches another.
-IDEMPOTENT_ATTEMPTS = 3
+# Calls of an action, all told, when no action server took it, or (idempotent actions only) when
+# it was lost; the action LB marks a dead server DOWN meanwhile, so the next call reaches another.
+ACTION_ATTEMPTS = 3
+# Seconds an action call waits to connect to an action LB. Under Swarm the action LB's name lists
+# every LB task, a lost host's too until Swarm declares it down, and a connect to a lost host
+# never answers: the call would wait out the whole turn's timeout.
+ACTION_CONNECT_TIMEOUT_S = 1.0
+# Seconds an action LB address that could not be connected to is tried only after the others.
+UNREACHABLE_FOR_S = 30.0
 # HTTP statuses of the action LB meaning no action server took the call: it did not run.
 NOT_TAKEN = {503}
 # ... meaning the server that took the call was lost before it answered: it may have run.
 LOST = {502, 504}
+# Threads for tracker store calls. While the store is away each call holds one for up to its
+# timeouts, and under load that is many at once: asyncio's default pool (CPU count + 4) would queue
+# every turn behind them, and still be working off that queue seconds after the store is back.
+# A thread that waits on a socket costs little.
+STORE_CALL_THREADS = 64
 
 
 class TurnAborted(BaseException):
@@ -139,11 +157,70 @@ def store_unavailable(store: str, error: BaseException) -> TurnAborted:
 
 # --- action calls ------------------------------------------------------------------------------
 
+# When each action LB address last could not be connected to (time.monotonic()).
+_unreachable: Dict[str, float] = {}
+# The address the current call connects to, when the action LB is reached by name.
+_called_address: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
+    "syrcad_called_address", default=None
+)
+# Not connected: the call never reached an action server. ServerTimeoutError is only the connect
+# timeout here: _ActionEndpoint sets no read timeout.
+_NOT_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ServerTimeoutError)
+
+
+class _OneReachableAddress(aiohttp.ThreadedResolver):
+    """One address of the action LB's name per call, at random among those not found unreachable
+    lately. aiohttp moves on to a name's next address when a connect is refused, not when it times
+    out; with one address a failed connect fails the call, which is then made again (not taken)."""
+
+    async def resolve(self, hostname: str, port: int = 0, family: int = socket.AF_INET) -> List[Dict[str, Any]]:
+        addresses = await super().resolve(hostname, port, family)
+        now = time.monotonic()
+        reachable = [a for a in addresses if now - _unreachable.get(a["host"], -UNREACHABLE_FOR_S) >= UNREACHABLE_FOR_S]
+        chosen = random.choice(reachable or addresses)
+        _called_address.set(chosen["host"])
+        return [chosen]
+
+
+class _ActionEndpoint(rasa.utils.endpoints.EndpointConfig):
+    """The action endpoint, with a connect timeout and an address that answers (see above)."""
+
+    @classmethod
+    def of(cls, endpoint: rasa.utils.endpoints.EndpointConfig) -> "_ActionEndpoint":
+        return cls(
+            endpoint.url, endpoint.params, endpoint.headers, endpoint.basic_auth, endpoint.token,
+            endpoint.token_name, endpoint.cafile, **endpoint.kwargs,
+        )
+
+    def session(self) -> aiohttp.ClientSession:
+        basic = self.basic_auth
+        return aiohttp.ClientSession(
+            headers=self.headers,
+            auth=aiohttp.BasicAuth(basic["username"], basic["password"]) if basic else None,
+            # Without the DNS cache aiohttp resolves in this call's task, which sets _called_address.
+            connector=aiohttp.TCPConnector(resolver=_OneReachableAddress(), use_dns_cache=False),
+        )
+
+    async def request(self, *args: Any, **kwargs: Any) -> Any:
+        total = kwargs.pop("timeout", DEFAULT_REQUEST_TIMEOUT)
+        kwargs["timeout"] = aiohttp.ClientTimeout(total=total, sock_connect=ACTION_CONNECT_TIMEOUT_S)
+        _called_address.set(None)
+        try:
+            return await super().request(*args, **kwargs)
+        except _NOT_CONNECTED:
+            address = _called_address.get()
+            if address is not None:
+                _unreachable[address] = time.monotonic()
+            raise
+
+
 _call_remote_action = RemoteAction.run
 
 
 async def _run_remote_action(self: RemoteAction, *args: Any, **kwargs: Any) -> Any:
     endpoint = self.action_endpoint
+    if endpoint is not None and not isinstance(endpoint, _ActionEndpoint):
+        self.action_endpoint = _ActionEndpoint.of(endpoint)
     idempotent = bool(endpoint) and self.name() in (endpoint.kwargs.get("idempotent_actions") or ())
     attempt = 1
     while True:
@@ -153,12 +230,12 @@ async def _run_remote_action(self: RemoteAction, *args: Any, **kwargs: Any) -> A
             raise  # a form's validation said no: part of a normal turn
         except RasaException as error:
             status, cause = _http_status(error), error.__cause__ or error.__context__
-            taken = status not in NOT_TAKEN and not isinstance(cause, aiohttp.ClientConnectorError)
+            taken = status not in NOT_TAKEN and not isinstance(cause, _NOT_CONNECTED)
             lost = taken and (status in LOST or status is None)  # None: the connection dropped
-            if idempotent and (lost or not taken) and attempt < IDEMPOTENT_ATTEMPTS:
-                logger.warning(
-                    f"Call of idempotent action '{self.name()}' lost (attempt {attempt}); calling it again"
-                )
+            # A call not taken did not run, so any action is called again; a lost one may have run.
+            if (not taken or (idempotent and lost)) and attempt < ACTION_ATTEMPTS:
+                what = "lost" if lost else "not taken"
+                logger.warning(f"Call of action '{self.name()}' {what} (attempt {attempt}); calling it again")
                 attempt += 1
                 await asyncio.sleep(0.2 * attempt)
                 continue
@@ -217,10 +294,13 @@ class _AbortOnStoreError:
         await _guarded(lambda: super(_AbortOnStoreError, self).save(tracker))  # type: ignore[misc]
 
 
+_store_calls = ThreadPoolExecutor(STORE_CALL_THREADS, thread_name_prefix="syrcad-tracker-store")
+
+
 async def _guarded(call: Callable[[], Awaitable[Any]]) -> Any:
     try:
         # The store's blocking calls off this loop (see the module's docstring).
-        return await asyncio.to_thread(asyncio.run, call())
+        return await asyncio.get_running_loop().run_in_executor(_store_calls, asyncio.run, call())
     except Exception as error:
         if _in_turn.get():
             raise store_unavailable("tracker", error) from error

@@ -203,12 +203,12 @@ class Prober(Workers):
             self.exchanges.append(exchange)
 
     def first_answer_after(self, moment: float) -> float:
-        """Seconds from `moment` until the first probe sent after it was answered."""
+        """Seconds from `moment` until the first probe sent after it was answered (inf: none)."""
         with self._lock:
             answered = [
                 e.sent_at + e.took_s for e in self.exchanges if e.sent_at > moment and not e.failed
             ]
-        return min(answered) - moment
+        return min(answered, default=float("inf")) - moment
 
 
 def user_texts(trackers: StoredTrackers, sender: str) -> list[str]:

@@ -197,19 +197,16 @@ def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
     assert 0 < replaced <= detected + boot + 10
     assert after_return == serving
     # Requests under way on node2 at the cut are cut off once the LB marks it DOWN (a 502 that
-    # says so), never a 200 without a reply; nothing fails after. Known gap, in the runbook: the
-    # frontends find an action LB by name, which lists node2's too until Swarm forgets it, and a
-    # call sent there waits for the public LB's timeout (a 504 that says so).
+    # says so), never a 200 without a reply; nothing fails after. The frontends find an action LB
+    # by name, which lists node2's too until Swarm forgets it: a call sent there gives up
+    # connecting within a second and is made again on the other (syrcad_turns.py), so no message
+    # waits for the public LB's timeout.
     at_cut = [f for f in driver.failures if f.sent_at + f.took_s < back]
-    timed_out = [f for f in at_cut if (f.failure or {}).get("error") == "replica_timeout"]
-    cut_off = [f for f in at_cut if f not in timed_out]
-    print(f"{len(cut_off)} cut off, {len(timed_out)} timed out on the lost host's action LB")
-    assert all(f.cut_off for f in cut_off), cut_off
-    assert max((f.sent_at + f.took_s - cut for f in cut_off), default=0) < (
+    print(f"{len(at_cut)} cut off at the cut: {sorted({str(f.status) for f in at_cut})}")
+    assert all(f.cut_off for f in at_cut), at_cut
+    assert max((f.sent_at + f.took_s - cut for f in at_cut), default=0) < (
         readiness.LB_LOSS_DETECTED_WITHIN_S + 2
     )
-    timeout_s = swarm.deployment.cluster.services.lb.timeout_s
-    assert all(f.took_s < timeout_s + 5 for f in timed_out), timed_out
     assert driver.failures_since(back) == 0, driver.failures[-5:]
     assert not any(e.empty_200 for e in driver.exchanges)
     broken = {f.sender for f in driver.failures}
