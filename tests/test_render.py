@@ -16,6 +16,7 @@ from syrcad.config.model import Cluster, PostgresTracker, Role
 from syrcad.config.secrets import Secrets
 from syrcad.plan import place
 from syrcad.render import RenderedFile, render, write_tree
+from syrcad.render.files import RASA_MODULES
 from syrcad.render.stack import render_stack
 
 from .conftest import EXAMPLES, ROOT
@@ -159,6 +160,7 @@ def test_each_host_gets_only_what_is_placed_on_it(fixed_secrets: Secrets) -> Non
             "rasa/endpoints.yml",
             "rasa/credentials.yml",
             "rasa/syrcad_lock_store.py",
+            "rasa/syrcad_store_breaker.py",
             "rasa/syrcad_turns.py",
             "lb/haproxy.cfg",
             "action-lb/haproxy.cfg",
@@ -168,6 +170,7 @@ def test_each_host_gets_only_what_is_placed_on_it(fixed_secrets: Secrets) -> Non
             "rasa/endpoints.yml",
             "rasa/credentials.yml",
             "rasa/syrcad_lock_store.py",
+            "rasa/syrcad_store_breaker.py",
             "rasa/syrcad_turns.py",
         ],
         "store1": ["compose.yml", "redis/redis.conf", "mongo/initial-password"],
@@ -207,7 +210,7 @@ def test_sender_balance_and_maxconn_per_rasa_process(fixed_secrets: Secrets) -> 
     assert "on-error mark-down maxconn 6" in backend  # 3 per Rasa process, 2 per replica
 
 
-@pytest.mark.parametrize("module", ["syrcad_lock_store.py", "syrcad_turns.py"])
+@pytest.mark.parametrize("module", RASA_MODULES)
 def test_rasa_modules_ship_as_they_are(module: str, fixed_secrets: Secrets) -> None:
     source = (ROOT / "compose" / "rasa" / module).read_text(encoding="utf-8")
     modules = [f for f in rendered("hosts.yml", fixed_secrets) if f.path.name == module]

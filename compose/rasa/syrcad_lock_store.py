@@ -29,6 +29,10 @@ promoted, as the Sentinels promote none that lost its primary for long. The othe
 no wait: a renewal or a release lost in a failover only ends a ticket sooner or later (its
 lease), never hands it out twice.
 
+A Redis call that gets no answer opens the store's breaker (syrcad_store_breaker.py, beside
+this file): the next turns are refused before they issue a ticket, until a PING on a connection
+of its own, made as the store's are, gets an answer.
+
 syrcad mounts this file beside endpoints.yml (on PYTHONPATH), so the official Rasa image loads
 it from `lock_store.type: syrcad_lock_store.AtomicRedisLockStore`, with the stock keys: url,
 port, db, username, password, use_ssl, key_prefix, socket_timeout; and socket_connect_timeout,
@@ -40,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -48,6 +53,7 @@ from typing import Any, AsyncGenerator, Callable, Optional, TypeVar
 from rasa.core.lock import Ticket, TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, LockStore
 from rasa.utils.endpoints import EndpointConfig
+from syrcad_store_breaker import PROBE_TIMEOUT_S, StoreBreaker
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +177,34 @@ class AtomicRedisLockStore(LockStore):
         self._finish = self.red.register_script(FINISH)
         self._renew = self.red.register_script(RENEW)
         self._waiting = self.red.register_script(WAITING)
+        self.breaker = StoreBreaker("lock", self._answers)
         super().__init__()
+
+    def _answers(self) -> None:
+        """PING on a connection of its own with the probe's timeouts, to the Redis that the
+        store's next connection would reach (the primary the Sentinels name)."""
+        connection = self.red.connection_pool.make_connection()
+        connection.socket_timeout = connection.socket_connect_timeout = PROBE_TIMEOUT_S
+        try:
+            connection.send_command("PING")
+            connection.read_response()
+        finally:
+            connection.disconnect()
+
+    async def _call(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`call` in a Redis thread; one that got no answer from Redis opens the breaker."""
+        import redis
+
+        started = time.monotonic()
+        try:
+            return await _in_thread(call, *args, **kwargs)
+        except Exception as error:
+            cause = error.__cause__ if isinstance(error, LockError) else error  # issue_ticket's
+            if isinstance(cause, (redis.ConnectionError, redis.TimeoutError)):
+                self.breaker.failed(cause, started)
+                # Idle connections lead where this one did: the next turns get new ones.
+                self.red.connection_pool.disconnect(inuse_connections=False)
+            raise
 
     def _keys(self, conversation_id: str) -> list[str]:
         base = self.key_prefix + conversation_id
@@ -199,15 +232,17 @@ class AtomicRedisLockStore(LockStore):
     async def lock(
         self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME, wait_time_in_seconds: float = 1
     ) -> AsyncGenerator[TicketLock, None]:
+        if self.breaker.is_open:
+            raise LockError(str(self.breaker.refusal()))
         lease = min(LEASE_S, lock_lifetime)
-        ticket = await _in_thread(self.issue_ticket, conversation_id, lease)
+        ticket = await self._call(self.issue_ticket, conversation_id, lease)
         renewal = asyncio.ensure_future(self._renew_lease(conversation_id, ticket, lease, lock_lifetime))
         try:
             yield await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
         finally:
             renewal.cancel()
             try:
-                await _in_thread(self.cleanup, conversation_id, ticket)
+                await self._call(self.cleanup, conversation_id, ticket)
             except Exception as error:
                 # The turn is over (saved, or aborted): failing it now would tell the client its
                 # saved message was lost. The ticket's lease runs out by itself.
@@ -222,7 +257,7 @@ class AtomicRedisLockStore(LockStore):
             try:
                 args = [ticket, max(1, int(min(lease, ends - loop.time()) * 1000))]
                 keys = self._keys(conversation_id)
-                if not int(await _in_thread(self._renew, keys=keys, args=args)):
+                if not int(await self._call(self._renew, keys=keys, args=args)):
                     return
             except Exception as error:  # Redis away for a moment: the next round tries again
                 logger.warning(f"Could not renew the lock of '{conversation_id}': {error}")
@@ -232,7 +267,7 @@ class AtomicRedisLockStore(LockStore):
         wait = min(0.02, wait_time_in_seconds)
         while True:
             keys = self._keys(conversation_id)
-            turn = int(await _in_thread(self._acquire, keys=keys, args=[ticket]))
+            turn = int(await self._call(self._acquire, keys=keys, args=[ticket]))
             if turn == 1:
                 return await _in_thread(self.get_lock, conversation_id) or TicketLock(conversation_id)
             if turn == -1:

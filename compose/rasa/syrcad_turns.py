@@ -25,7 +25,9 @@ Rasa's Mongo and SQL tracker stores block on their I/O inside `async def`s, so a
 store froze the whole frontend for its timeouts: the LB's health checks went unanswered and it
 took the replica out (502s and 503s from the LB instead of this module's 503). Here each store
 call runs in a worker thread, with an event loop of its own: a store away holds up the turns
-that need it, not the frontend.
+that need it, not the frontend. And once a store call got no answer, the next turns are refused
+at once until the store answers again (syrcad_store_breaker.py, beside this file), instead of
+each waiting out the store's timeouts while the messages behind it queue in the LB.
 
 Outside a turn (Rasa's HTTP API) Rasa behaves as before.
 
@@ -43,10 +45,13 @@ import random
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Type
 
 import aiohttp
+import pymongo
+import pymongo.errors
 import sqlalchemy
+import sqlalchemy.exc
 import rasa.utils.endpoints
 from rasa.core.actions.action import ActionExecutionRejection, RemoteAction
 from rasa.core.channels import rest, socketio
@@ -58,6 +63,7 @@ from rasa.core.tracker_store import SQLTrackerStore as _SQLTrackerStore
 from rasa.shared.exceptions import RasaException
 from sanic import Blueprint, response
 from sanic.request import Request
+from syrcad_store_breaker import PROBE_TIMEOUT_S, StoreBreaker
 
 logger = logging.getLogger(__name__)
 
@@ -282,33 +288,56 @@ RemoteAction.run = _run_remote_action  # type: ignore[method-assign]
 
 
 class _AbortOnStoreError:
-    """Inside a turn, a store error aborts it instead of reaching Rasa's in-memory fallback."""
+    """Inside a turn, a store error aborts it instead of reaching Rasa's in-memory fallback; once
+    a call got no answer, turns are refused before they call the store until it answers again
+    (syrcad_store_breaker.py)."""
+
+    # The errors that mean the store did not answer, and a blocking call that raises unless it
+    # answers within PROBE_TIMEOUT_S.
+    UNANSWERED: Tuple[Type[BaseException], ...] = ()
+
+    def _answers(self) -> None:
+        raise NotImplementedError
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._breaker = StoreBreaker("tracker", self._answers)
 
     async def retrieve(self, sender_id: str) -> Any:
-        return await _guarded(lambda: super(_AbortOnStoreError, self).retrieve(sender_id))  # type: ignore[misc]
+        return await self._guarded(lambda: super(_AbortOnStoreError, self).retrieve(sender_id))  # type: ignore[misc]
 
     async def retrieve_full_tracker(self, sender_id: str) -> Any:
-        return await _guarded(lambda: super(_AbortOnStoreError, self).retrieve_full_tracker(sender_id))  # type: ignore[misc]
+        return await self._guarded(lambda: super(_AbortOnStoreError, self).retrieve_full_tracker(sender_id))  # type: ignore[misc]
 
     async def save(self, tracker: Any) -> None:
-        await _guarded(lambda: super(_AbortOnStoreError, self).save(tracker))  # type: ignore[misc]
+        await self._guarded(lambda: super(_AbortOnStoreError, self).save(tracker))  # type: ignore[misc]
+
+    async def _guarded(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        if _in_turn.get() and self._breaker.is_open:
+            raise store_unavailable("tracker", self._breaker.refusal())
+        started = time.monotonic()
+        try:
+            # The store's blocking calls off this loop (see the module's docstring).
+            return await asyncio.get_running_loop().run_in_executor(_store_calls, asyncio.run, call())
+        except Exception as error:
+            if isinstance(error, self.UNANSWERED):
+                self._breaker.failed(error, started)
+            if _in_turn.get():
+                raise store_unavailable("tracker", error) from error
+            raise
 
 
 _store_calls = ThreadPoolExecutor(STORE_CALL_THREADS, thread_name_prefix="syrcad-tracker-store")
 
 
-async def _guarded(call: Callable[[], Awaitable[Any]]) -> Any:
-    try:
-        # The store's blocking calls off this loop (see the module's docstring).
-        return await asyncio.get_running_loop().run_in_executor(_store_calls, asyncio.run, call())
-    except Exception as error:
-        if _in_turn.get():
-            raise store_unavailable("tracker", error) from error
-        raise
-
-
 class MongoTrackerStore(_AbortOnStoreError, _MongoTrackerStore):
     """Rasa's Mongo tracker store (same keys as `type: mongod`), honest inside a turn."""
+
+    UNANSWERED = (pymongo.errors.ConnectionFailure,)
+
+    def _answers(self) -> None:
+        with pymongo.timeout(PROBE_TIMEOUT_S):
+            self.client.admin.command("ping")
 
 
 class SQLTrackerStore(_AbortOnStoreError, _SQLTrackerStore):
@@ -320,11 +349,17 @@ class SQLTrackerStore(_AbortOnStoreError, _SQLTrackerStore):
     two, where a store that knew only its starting password would be refused until replaced.
     """
 
+    UNANSWERED = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError)
+
     def __init__(self, *args: Any, password_file: Optional[str] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if password_file:
             either = _either_password(password_file, kwargs.get("password"))
             sqlalchemy.event.listen(self.engine, "do_connect", either)
+
+    def _answers(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
 
 
 def _either_password(path: str, started_with: Optional[str]) -> Callable[..., Any]:

@@ -68,13 +68,17 @@ CHECKS = {
 }
 
 TRACKER_PASSWORD_FILE = "rasa/tracker-password"
+# syrcad's Python modules for Rasa, shipped as they are beside endpoints.yml (on PYTHONPATH).
+RASA_MODULES = ("syrcad_lock_store.py", "syrcad_store_breaker.py", "syrcad_turns.py")
+RASA_MODULE_FILES: tuple[tuple[str, str, str], ...] = tuple(
+    (f"rasa/{module}", f"compose/rasa/{module}", "frontend") for module in RASA_MODULES
+)
 # (path on the host, template, the service whose presence on a host calls for the file)
 HOST_FILES: tuple[tuple[str, str, str | None], ...] = (
     ("compose.yml", "compose/compose.yml.j2", None),
     ("rasa/endpoints.yml", "compose/rasa/endpoints.yml.j2", "frontend"),
     ("rasa/credentials.yml", "compose/rasa/credentials.yml.j2", "frontend"),
-    ("rasa/syrcad_lock_store.py", "compose/rasa/syrcad_lock_store.py", "frontend"),
-    ("rasa/syrcad_turns.py", "compose/rasa/syrcad_turns.py", "frontend"),
+    *RASA_MODULE_FILES,
     ("redis/redis.conf", "compose/stores/redis.conf.j2", "redis"),
     ("sentinel/sentinel.conf", "compose/stores/sentinel.conf.j2", "sentinel"),
     ("mongo/initial-password", "compose/stores/initial-password.j2", "mongo"),
@@ -138,6 +142,7 @@ def variables(ctx: HostContext) -> dict[str, object]:
         **{field.name: getattr(ctx, field.name) for field in dataclasses.fields(ctx)},
         "key_prefix": ctx.key_prefix,
         "own": ctx.own,
+        "rasa_modules": RASA_MODULES,
         "lb": cluster.services.lb,
         "lb_hosts": list(cluster.hosts_with("lb")),
         "quorum": ctx.quorum,

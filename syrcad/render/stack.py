@@ -15,15 +15,14 @@ from syrcad.plan import swarm
 from syrcad.plan.placement import AGENT_PORT, INNER_PORT, Placement
 from syrcad.plan.readiness import SWARM_AGENT_INTERVAL_S
 from syrcad.render.context import swarm_context
-from syrcad.render.files import RenderedFile, variables
+from syrcad.render.files import RASA_MODULE_FILES, RenderedFile, variables
 from syrcad.render.templates import render_template, static
 
 # (path beside the stack file, template, the service whose presence calls for the file)
 STACK_FILES: tuple[tuple[str, str, str], ...] = (
     ("rasa/endpoints.yml", "compose/rasa/endpoints.yml.j2", "frontend"),
     ("rasa/credentials.yml", "compose/rasa/credentials.yml.j2", "frontend"),
-    ("rasa/syrcad_lock_store.py", "compose/rasa/syrcad_lock_store.py", "frontend"),
-    ("rasa/syrcad_turns.py", "compose/rasa/syrcad_turns.py", "frontend"),
+    *RASA_MODULE_FILES,
     ("redis/redis.conf", "compose/stores/redis.conf.j2", "redis"),
     ("mongo/initial-password", "compose/stores/initial-password.j2", "mongo"),
     ("postgres/initial-password", "compose/stores/initial-password.j2", "postgres"),
