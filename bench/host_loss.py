@@ -23,6 +23,7 @@ from harness import RESULTS, ROOT, machine, syrcad
 sys.path.insert(0, str(ROOT))
 from syrcad.apply import facts
 from syrcad.config.secrets import read, secrets_path
+from syrcad.plan.placement import BALANCED
 from tests import testhosts
 from tests.e2e.driver import Driver
 
@@ -70,7 +71,8 @@ def hosts_file(folder: Path, engine: str, made: testhosts.TestHosts) -> Path:
 
 def frontends_up(address: str, password: str) -> int:
     states = facts.lb_servers(address, STATS_PORT, password)
-    return sum(1 for (px, _), s in states.items() if px == "frontends" and s == "UP")
+    backend = BALANCED["frontend"][0].name
+    return sum(1 for (px, _), s in states.items() if px == backend and s == "UP")
 
 
 def cut_once(engine: str, folder: Path, made: testhosts.TestHosts) -> Cut:

@@ -109,9 +109,10 @@ def stop_compose(host: HostHandle) -> list[str]:
 
     def remove(d: DockerClient) -> list[str]:
         found = d.container.list(all=True, filters=[("label", label)])
+        names = [c.name for c in found]  # inspected now: a removed container cannot be
         if found:
             d.container.remove(found, force=True)
-        return [c.name for c in found]
+        return names
 
     return host.run("remove the containers compose ran", remove)
 

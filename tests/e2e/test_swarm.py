@@ -2,7 +2,8 @@
 
 Swarm schedules the frontends and action servers on node1 and node2 and replaces those of a
 lost host by itself; the LBs (one per LB host) follow the tasks in Swarm's DNS without a reload.
-One cluster for the whole file, taken down by its last test.
+One cluster for these tests, taken down by test_down; then the same hosts run a cluster under
+compose, switched to Swarm.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TypeVar
 
 import pytest
 import requests
+import yaml
 from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
@@ -224,3 +226,38 @@ def test_down_leaves_no_service_network_or_swarm(swarm: E2ECluster) -> None:
         assert [c.name for c in docker.container.list(all=True)] == [], name
         assert [n.name for n in docker.network.list() if n.name.startswith("e2e")] == [], name
         assert [v.name for v in docker.volume.list() if v.name.startswith("e2e")] == [], name
+
+
+def test_switching_from_compose_keeps_the_conversations(
+    tmp_path_factory: pytest.TempPathFactory, layout: Layout
+) -> None:
+    """The same hosts, first with `engine: compose`, then switched to `engine: swarm`: a
+    conversation begun under compose goes on under Swarm, from the same Mongo volume, and
+    nothing of compose's is left running."""
+    hosts_file = write_hosts_file(tmp_path_factory.mktemp("switch"), layout)
+    document = yaml.safe_load(hosts_file.read_text(encoding="utf-8"))
+
+    def engine(name: str) -> E2ECluster:
+        hosts_file.write_text(
+            yaml.safe_dump({**document, "engine": name}, sort_keys=False), encoding="utf-8"
+        )
+        started = time.monotonic()
+        syrcad("up", "--hosts", str(hosts_file))
+        print(f"\nengine: {name} up in {time.monotonic() - started:.0f} s")
+        secrets = read(secrets_path(hosts_file))
+        assert secrets is not None
+        return E2ECluster(hosts_file, secrets, layout, prepare(hosts_file))
+
+    sender = new_sender()
+    try:
+        under_compose = engine("compose")
+        assert under_compose.texts(sender, "book a table") == ["Which cuisine would you like?"]
+        under_swarm = engine("swarm")
+        assert under_swarm.texts(sender, "greek") == ["For how many people?"]
+        assert under_swarm.user_texts(sender) == ["book a table", "greek"]
+        for name, url in layout.engines.items():
+            project = {"label": f"com.docker.compose.project={document['name']}"}
+            left = DockerClient(host=url).container.list(all=True, filters=project)
+            assert left == [], (name, [c.name for c in left])
+    finally:
+        syrcad("down", "--volumes", "--leave", "--hosts", str(hosts_file), check=False)
