@@ -256,8 +256,8 @@ def test_switching_from_compose_keeps_the_conversations(
         assert under_swarm.texts(sender, "greek") == ["For how many people?"]
         assert under_swarm.user_texts(sender) == ["book a table", "greek"]
         for name, url in layout.engines.items():
-            project = {"label": f"com.docker.compose.project={document['name']}"}
-            left = DockerClient(host=url).container.list(all=True, filters=project)
+            project = ("label", f"com.docker.compose.project={document['name']}")
+            left = DockerClient(host=url).container.list(all=True, filters=[project])
             assert left == [], (name, [c.name for c in left])
     finally:
         syrcad("down", "--volumes", "--leave", "--hosts", str(hosts_file), check=False)
