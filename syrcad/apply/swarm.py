@@ -19,12 +19,14 @@ from syrcad.apply.deployment import Deployment, Reporter
 from syrcad.apply.hosts import HostHandle
 from syrcad.apply.waits import until_done
 from syrcad.errors import RemoteError, SyrcadError
-from syrcad.plan import swarm
+from syrcad.plan import readiness, swarm
 from syrcad.plan.placement import BALANCED, RASA_PORT, Service, address_literal
 from syrcad.render.stack import STACK_FILE
 
 SWARM_PORT = 2377  # managers' cluster management port
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+# What a manager answers while the managers elect a leader.
+NO_LEADER = "does not have a leader"
 STACK_LABEL = "com.docker.stack.namespace"
 
 
@@ -57,11 +59,25 @@ def manager(dep: Deployment) -> HostHandle:
         host = dep.hosts[name]
         try:
             if membership(host).manager:
+                wait_for_leader(host)
                 return host
             tried.append(f"{name}: not a manager")
         except RemoteError as error:
             tried.append(f"{name}: {str(error).splitlines()[0]}")
     raise SyrcadError("no manager of the swarm answers: " + "; ".join(tried))
+
+
+def wait_for_leader(host: HostHandle) -> None:
+    """Until the managers have a leader: they answer swarm commands only then."""
+    deadline = time.monotonic() + readiness.SWARM_LEADER_ELECTED_WITHIN_S
+    while True:
+        try:
+            host.run("ask the managers for their leader", lambda d: d.node.list())
+            return
+        except RemoteError as error:
+            if NO_LEADER not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def init(host: HostHandle) -> None:

@@ -83,3 +83,6 @@ STACK_REMOVED_WITHIN_S = 90
 # 30 s (`hold obsolete`) because leaving them (maintenance) would cut its open requests.
 SWARM_AGENT_INTERVAL_S = 1
 SWARM_LEAVE_LBS_S = 5
+# When a cut manager returns, the managers may elect a leader again; swarm commands fail
+# ("the swarm does not have a leader") meanwhile: half a minute or more on the test hosts.
+SWARM_LEADER_ELECTED_WITHIN_S = 120

@@ -21,6 +21,7 @@ from python_on_whales.exceptions import DockerException
 
 from syrcad.apply import facts
 from syrcad.apply.deployment import prepare
+from syrcad.apply.swarm import NO_LEADER
 from syrcad.config.secrets import read, secrets_path
 from syrcad.plan import readiness
 from syrcad.plan.placement import BALANCED
@@ -33,8 +34,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.swarm_layout]
 
 # Swarm calls a node down after missing its heartbeats (5 s period, 3 misses by default).
 NODE_LOSS_DETECTED_WITHIN_S = 20
-# A returning manager can make the others elect a leader again; commands fail meanwhile.
-LEADER_ELECTED_WITHIN_S = 120
 T = TypeVar("T")
 
 
@@ -66,7 +65,7 @@ def tasks_running(cluster: E2ECluster, service: str) -> dict[str, str]:
     }
 
 
-def answered(ask: Callable[[], T], within_s: float = LEADER_ELECTED_WITHIN_S) -> T:
+def answered(ask: Callable[[], T], within_s: float = readiness.SWARM_LEADER_ELECTED_WITHIN_S) -> T:
     """`ask` of the managers, again while the swarm has no leader: when a cut manager returns,
     the managers may hold a new election (docs/runbook.md)."""
     deadline = time.monotonic() + within_s
@@ -74,7 +73,7 @@ def answered(ask: Callable[[], T], within_s: float = LEADER_ELECTED_WITHIN_S) ->
         try:
             return ask()
         except DockerException as error:
-            if "does not have a leader" not in str(error) or time.monotonic() > deadline:
+            if NO_LEADER not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(1)
 
