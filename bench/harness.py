@@ -13,9 +13,11 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,7 +113,11 @@ class BenchCluster:
                 "action_port": 28055 + offset,
                 "stats_port": 28404 + offset,
                 "action_stats_port": 28405 + offset,
-                "rate_limit": {"requests": 1_000_000, "period_s": 10},
+                "rate_limit": {
+                    "requests": 1_000_000,
+                    "per_conversation": 1_000_000,
+                    "period_s": 10,
+                },
             },
         }
         document["stores"] = {"tracker": {"port": 47017 + offset}, "lock": {"port": 46379 + offset}}
@@ -179,6 +185,18 @@ class BenchCluster:
     @property
     def direct(self) -> str:
         return f"http://127.0.0.1:{FRONTEND_BASE + self.port_offset}"
+
+
+@contextmanager
+def running_cluster(frontends: int) -> Iterator[BenchCluster]:
+    """A bench cluster of `frontends` frontends in a scratch folder, up and warm; down after."""
+    with (
+        tempfile.TemporaryDirectory(prefix="syrcad-bench-") as scratch,
+        BenchCluster(Path(scratch)) as cluster,
+    ):
+        cluster.configure(frontends=frontends)
+        cluster.up()
+        yield cluster
 
 
 def percentile(values_ms: list[float], q: float) -> float:

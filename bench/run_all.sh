@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other; figures land in bench/results/. Needs the demo set-up
-# (scripts/setup.sh) and a trained model. About 100 minutes on 2 cores.
+# (scripts/setup.sh) and a trained model. About 105 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")"
 python -m pip install -q -e '..[bench]'  # Locust and matplotlib (the PNG plot)
@@ -10,3 +10,4 @@ python source_table.py
 python scale_under_load.py
 python cpu_share.py
 python host_loss.py
+python long_conversation.py

@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from harness import RESULTS, ROOT, BenchCluster, machine, percentile, syrcad
+from harness import RESULTS, ROOT, machine, percentile, running_cluster, syrcad
 
 sys.path.insert(0, str(ROOT))
 from tests.e2e.driver import Driver
 
 
 def main() -> None:
-    with (
-        tempfile.TemporaryDirectory(prefix="syrcad-bench-") as scratch,
-        BenchCluster(Path(scratch)) as cluster,
-    ):
-        cluster.configure(frontends=2)
-        cluster.up()
+    with running_cluster(frontends=2) as cluster:
         driver = Driver(cluster.public, workers=4).start()
         time.sleep(30)
         change_started = time.monotonic()

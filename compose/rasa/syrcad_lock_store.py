@@ -29,9 +29,11 @@ promoted, as the Sentinels promote none that lost its primary for long. The othe
 no wait: a renewal or a release lost in a failover only ends a ticket sooner or later (its
 lease), never hands it out twice.
 
-A Redis call that gets no answer opens the store's breaker (syrcad_store_breaker.py, beside
-this file): the next turns are refused before they issue a ticket, until a PING on a connection
-of its own, made as the store's are, gets an answer.
+A Redis call that gets no answer opens the stores' breaker (syrcad_store_breaker.py, beside
+this file): the next turns are refused before they issue a ticket, until every store answers a
+probe; this store's is a PING on a connection of its own, made as the store's are. A Sentinel is
+asked with the probe's short timeouts: it answers from memory, and one on a lost host would
+otherwise hold each new connection for the whole reply timeout before the next is asked.
 
 syrcad mounts this file beside endpoints.yml (on PYTHONPATH), so the official Rasa image loads
 it from `lock_store.type: syrcad_lock_store.AtomicRedisLockStore`, with the stock keys: url,
@@ -53,7 +55,7 @@ from typing import Any, AsyncGenerator, Callable, Optional, TypeVar
 from rasa.core.lock import Ticket, TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, LockStore
 from rasa.utils.endpoints import EndpointConfig
-from syrcad_store_breaker import PROBE_TIMEOUT_S, StoreBreaker
+from syrcad_store_breaker import PROBE_TIMEOUT_S, stores
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +167,8 @@ class AtomicRedisLockStore(LockStore):
             from redis.sentinel import Sentinel
 
             sentinels = [_host_port(address) for address in options["sentinels"]]
-            self.red = Sentinel(sentinels, sentinel_kwargs=timeouts).master_for(
+            asking = {"socket_timeout": PROBE_TIMEOUT_S, "socket_connect_timeout": PROBE_TIMEOUT_S}
+            self.red = Sentinel(sentinels, sentinel_kwargs=asking).master_for(
                 str(options["service_name"]), **connection
             )
         else:
@@ -177,7 +180,8 @@ class AtomicRedisLockStore(LockStore):
         self._finish = self.red.register_script(FINISH)
         self._renew = self.red.register_script(RENEW)
         self._waiting = self.red.register_script(WAITING)
-        self.breaker = StoreBreaker("lock", self._answers)
+        stores.watch("lock", self._answers)
+        self._releasing: set[asyncio.Future[None]] = set()
         super().__init__()
 
     def _answers(self) -> None:
@@ -201,7 +205,7 @@ class AtomicRedisLockStore(LockStore):
         except Exception as error:
             cause = error.__cause__ if isinstance(error, LockError) else error  # issue_ticket's
             if isinstance(cause, (redis.ConnectionError, redis.TimeoutError)):
-                self.breaker.failed(cause, started)
+                stores.failed("lock", cause, started)
                 # Idle connections lead where this one did: the next turns get new ones.
                 self.red.connection_pool.disconnect(inuse_connections=False)
             raise
@@ -232,8 +236,8 @@ class AtomicRedisLockStore(LockStore):
     async def lock(
         self, conversation_id: str, lock_lifetime: float = LOCK_LIFETIME, wait_time_in_seconds: float = 1
     ) -> AsyncGenerator[TicketLock, None]:
-        if self.breaker.is_open:
-            raise LockError(str(self.breaker.refusal()))
+        if stores.is_open:
+            raise stores.refusal()
         lease = min(LEASE_S, lock_lifetime)
         ticket = await self._call(self.issue_ticket, conversation_id, lease)
         renewal = asyncio.ensure_future(self._renew_lease(conversation_id, ticket, lease, lock_lifetime))
@@ -241,12 +245,21 @@ class AtomicRedisLockStore(LockStore):
             yield await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
         finally:
             renewal.cancel()
-            try:
-                await self._call(self.cleanup, conversation_id, ticket)
-            except Exception as error:
-                # The turn is over (saved, or aborted): failing it now would tell the client its
-                # saved message was lost. The ticket's lease runs out by itself.
-                logger.warning(f"Could not release the lock of '{conversation_id}': {error}")
+            release = asyncio.ensure_future(self._release(conversation_id, ticket))
+            self._releasing.add(release)  # the loop keeps only a weak reference to a task
+            release.add_done_callback(self._releasing.discard)
+            # A store away: the release may wait out Redis's timeouts, and the client its refusal
+            # with it. Released meanwhile, or its lease runs out: the next ticket waits either way.
+            if not stores.is_open:
+                await release
+
+    async def _release(self, conversation_id: str, ticket: int) -> None:
+        try:
+            await self._call(self.cleanup, conversation_id, ticket)
+        except Exception as error:
+            # The turn is over (saved, or aborted): failing it now would tell the client its
+            # saved message was lost. The ticket's lease runs out by itself.
+            logger.warning(f"Could not release the lock of '{conversation_id}': {error}")
 
     async def _renew_lease(self, conversation_id: str, ticket: int, lease: float, lifetime: float) -> None:
         """Keep the ticket alive while this frontend waits or serves, until the lock lifetime."""

@@ -84,11 +84,14 @@ class HostContext:
     @property
     def mongo_url(self) -> str:
         """The frontends' Mongo URL: every member, and timeouts short enough that a store outage
-        fails a turn with a 503 in seconds (pymongo waits 30 s to select a server by default)."""
+        fails a turn with a 503 in seconds (pymongo waits 30 s to select a server by default).
+        A read that timed out is not tried again: pymongo would wait out the reply timeout twice
+        on a host that is gone, longer than a client waits; the client sends it again instead."""
         options: dict[str, int | str] = {
             "serverSelectionTimeoutMS": readiness.STORE_CONNECT_TIMEOUT_S * 1000,
             "connectTimeoutMS": readiness.STORE_CONNECT_TIMEOUT_S * 1000,
             "socketTimeoutMS": readiness.STORE_REPLY_TIMEOUT_S * 1000,
+            "retryReads": "false",
         }
         if replica_set := self.cluster.mongo_replica_set():
             options["replicaSet"] = replica_set
