@@ -185,19 +185,29 @@ def test_a_store_outage_is_a_503_on_rest_and_an_error_event_on_socketio(
         assert outcome.failure["error"] == "store_unavailable" and outcome.retry_after_s > 0
         assert outcome.took_s < readiness.STORE_CONNECT_TIMEOUT_S + 2
         assert [e["error"] for e in user.errors] == ["store_unavailable"], user.errors
-        serving_after = wait_until_answered(cluster, sender, "greek", "For how many people?")
+        back = time.monotonic()
+        serving_after = wait_until_answered(cluster.public, sender, "greek", "For how many people?")
+        # Each frontend closes its breaker when its own probes get answers: every one serves
+        # again, not only the one the LB picked (the next test's first message may reach any).
+        for url in cluster.frontend_urls():
+            wait_until_answered(url, new_sender(), "book a table", "Which cuisine would you like?")
+        every_frontend_after = time.monotonic() - back
     finally:
         user.close()
-    print(f"{store} back: serving again after {serving_after:.1f}s")
+    print(
+        f"{store} back: serving again after {serving_after:.1f}s, "
+        f"on every frontend after {every_frontend_after:.1f}s"
+    )
     assert serving_after < 5 + readiness.STORE_CONNECT_TIMEOUT_S, serving_after
+    assert every_frontend_after < 5 + readiness.STORE_CONNECT_TIMEOUT_S, every_frontend_after
     assert cluster.user_texts(sender) == ["book a table", "greek"]
     assert cluster.user_texts(user.session_id) == ["hello"]
 
 
-def wait_until_answered(cluster: E2ECluster, sender: str, message: str, expected: str) -> float:
+def wait_until_answered(url: str, sender: str, message: str, expected: str) -> float:
     started = time.monotonic()
     while time.monotonic() - started < 60:
-        outcome = send(requests.Session(), cluster.public, sender, message, expected)
+        outcome = send(requests.Session(), url, sender, message, expected)
         if not outcome.failed:
             return time.monotonic() - started
         assert outcome.status == 503, outcome  # a store coming back is not an excuse to lie
