@@ -245,13 +245,15 @@ class AtomicRedisLockStore(LockStore):
             yield await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
         finally:
             renewal.cancel()
-            release = asyncio.ensure_future(self._release(conversation_id, ticket))
-            self._releasing.add(release)  # the loop keeps only a weak reference to a task
-            release.add_done_callback(self._releasing.discard)
-            # A store away: the release may wait out Redis's timeouts, and the client its refusal
-            # with it. Released meanwhile, or its lease runs out: the next ticket waits either way.
-            if not stores.is_open:
-                await release
+            if stores.is_open:
+                # A store away: the release may wait out Redis's timeouts, and the client its
+                # refusal with it. Released meanwhile, or its lease runs out: the next ticket
+                # waits either way. Only then a task of its own, off every turn's path.
+                release = asyncio.ensure_future(self._release(conversation_id, ticket))
+                self._releasing.add(release)  # the loop keeps only a weak reference to a task
+                release.add_done_callback(self._releasing.discard)
+            else:
+                await self._release(conversation_id, ticket)
 
     async def _release(self, conversation_id: str, ticket: int) -> None:
         try:

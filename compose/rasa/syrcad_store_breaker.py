@@ -56,7 +56,8 @@ class StoresBreaker:
     def watch(self, store: str, probe: Callable[[], object]) -> None:
         """`probe` blocks, and raises unless `store` answered within PROBE_TIMEOUT_S."""
         self._probes[store] = probe
-        self._probers.setdefault(store, ThreadPoolExecutor(1, thread_name_prefix=f"syrcad-{store}-probe"))
+        if store not in self._probers:
+            self._probers[store] = ThreadPoolExecutor(1, thread_name_prefix=f"syrcad-{store}-probe")
 
     @property
     def is_open(self) -> bool:
