@@ -19,13 +19,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from syrcad import config, plan, render
-from syrcad.apply import deployment, inspect, journal, planning
+from syrcad.apply import conversations, deployment, inspect, journal, planning
 from syrcad.apply.deployment import Reporter
 from syrcad.apply.execute import Run, execute
 from syrcad.apply.hosts import HostHandle
 from syrcad.apply.hosts import handles as hosts_of
 from syrcad.config.secrets import ensure as ensure_secrets
-from syrcad.config.secrets import secrets_path
+from syrcad.config.secrets import secrets_path, write_private
 from syrcad.config.state import SCALABLE, parse_counts, read_state, state_path
 from syrcad.errors import SyrcadError, UsageError
 from syrcad.loadtest import LoadOptions, locust_argv, public_url
@@ -588,6 +588,57 @@ def images_push(
     if run and not as_json:
         sent = [f"{s.host}: {image}" for s in plan.steps for image in s.names]
         out.print("sent: " + ", ".join(sent) if sent else "Every host has its images.")
+
+
+@app.command()
+def backup(
+    out_file: Annotated[
+        Path, typer.Option("--out", "-o", help="The backup file to write (gzip JSON lines).")
+    ],
+    hosts: HostsFile = Path("hosts.yml"),
+) -> None:
+    """Every conversation (tracker events) and the cluster's state file, into one file."""
+    dep = deployment.prepare(hosts)
+    state = state_path(hosts)
+    started = time.monotonic()
+    counts = conversations.backup(
+        dep, out_file, state.read_text(encoding="utf-8") if state.exists() else None
+    )
+    out.print(
+        f"Backed up {counts.conversations} conversations ({counts.events} events) of cluster"
+        f" {dep.cluster.name} to {out_file} in {time.monotonic() - started:.1f} s."
+    )
+
+
+@app.command()
+def restore(
+    backup_file: Annotated[Path, typer.Argument(help="A file written by `syrcad backup`.")],
+    hosts: HostsFile = Path("hosts.yml"),
+) -> None:
+    """Load a backup's conversations into the tracker store (Mongo or PostgreSQL, this cluster
+    or another). Safe to repeat: a conversation the store holds as backed up is left alone, one
+    that went on since is kept as it is. The state file comes back where there is none."""
+    header, counts = conversations.read_header(backup_file)
+    dep = deployment.prepare(hosts)
+    started = time.monotonic()
+    with _changing(hosts):
+        summary = conversations.restore(dep, backup_file)
+    out.print(
+        f"Restored into cluster {dep.cluster.name} from {header.cluster}'s backup of"
+        f" {header.created} ({counts.conversations} conversations) in"
+        f" {time.monotonic() - started:.1f} s: {summary['restored']} restored,"
+        f" {summary['appended']} continued, {summary['unchanged']} already there,"
+        f" {summary['kept']} kept as the store has them (they went on after the backup);"
+        f" {summary['events']} events written."
+    )
+    state = state_path(hosts)
+    if header.state is None:
+        return
+    if not state.exists():
+        write_private(state, header.state)
+        out.print(f"State file restored: {state} (run `syrcad up` to apply it).")
+    elif state.read_text(encoding="utf-8") != header.state:
+        out.print(f"{state} differs from the backup's; kept as it is.")
 
 
 @app.command()

@@ -158,6 +158,17 @@ class StoredTrackers(Protocol):
         ...
 
 
+class WholeStore(StoredTrackers, Protocol):
+    def everything(self) -> dict[str, list[dict[str, Any]]]:
+        """Every conversation the store holds: sender → events, oldest first."""
+        ...
+
+    def copy(self, senders: list[str], copies: int) -> int:
+        """Store `copies` copies of each of `senders`' conversations under new senders, written
+        straight into the store as Rasa writes them; how many conversations that made."""
+        ...
+
+
 @dataclass(frozen=True)
 class MongoTrackers:
     client: Any
@@ -165,6 +176,19 @@ class MongoTrackers:
     def events(self, sender: str) -> list[dict[str, Any]]:
         document = self.client["rasa"]["conversations"].find_one({"sender_id": sender})
         return list(document["events"]) if document else []
+
+    def everything(self) -> dict[str, list[dict[str, Any]]]:
+        found = self.client["rasa"]["conversations"].find({}, {"sender_id": 1, "events": 1})
+        return {d["sender_id"]: list(d.get("events") or []) for d in found}
+
+    def copy(self, senders: list[str], copies: int) -> int:
+        documents = [
+            {"sender_id": f"copy-{n}-{sender}", "events": self.events(sender)}
+            for sender in senders
+            for n in range(copies)
+        ]
+        self.client["rasa"]["conversations"].insert_many(documents)
+        return len(documents)
 
 
 @dataclass(frozen=True)
@@ -178,9 +202,33 @@ class PostgresTrackers:
     def events(self, sender: str) -> list[dict[str, Any]]:
         uuid.UUID(sender)  # the tests' senders: safe to put in the query as they are
         query = f"SELECT data FROM events WHERE sender_id = '{sender}' ORDER BY id"
-        psql = ["psql", "-X", "-At", "-U", "rasa", "-d", "rasa", "-c", query]
-        rows = self.engine.container.execute(self.container, psql)
-        return [json.loads(row) for row in str(rows or "").splitlines() if row]
+        return [json.loads(row) for row in self._psql(query).splitlines() if row]
+
+    def everything(self) -> dict[str, list[dict[str, Any]]]:
+        # A tab between the columns: JSON writes a tab inside a string as \t.
+        rows = self._psql("SELECT sender_id, data FROM events ORDER BY id", "-F", "\t")
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in rows.splitlines():
+            sender, data = row.split("\t", 1)
+            found.setdefault(sender, []).append(json.loads(data))
+        return found
+
+    def copy(self, senders: list[str], copies: int) -> int:
+        for sender in senders:
+            uuid.UUID(sender)
+        listed = ", ".join(f"'{sender}'" for sender in senders)
+        columns = "type_name, timestamp, intent_name, action_name, data"
+        self._psql(
+            f"INSERT INTO events (sender_id, {columns})"
+            f" SELECT 'copy-' || n || '-' || sender_id, {columns}"
+            f" FROM events, generate_series(0, {copies - 1}) AS n"
+            f" WHERE sender_id IN ({listed}) ORDER BY n, sender_id, id"
+        )
+        return len(senders) * copies
+
+    def _psql(self, query: str, *options: str) -> str:
+        psql = ["psql", "-X", "-At", *options, "-U", "rasa", "-d", "rasa", "-c", query]
+        return str(self.engine.container.execute(self.container, psql) or "")
 
 
 @dataclass(frozen=True)
@@ -285,14 +333,18 @@ class E2ECluster:
             time.sleep(0.1)
         return texts
 
+    def store(self) -> WholeStore:
+        """The tracker store itself, read and written directly (compose engine)."""
+        if self.layout.tracker == "postgres":
+            return PostgresTrackers(self.docker("postgres-1"), container("postgres"))
+        return MongoTrackers(self.mongo())
+
     def trackers(self) -> StoredTrackers:
         """The tracker store itself, read directly (not through Rasa; under Swarm, through
         Rasa's API, as the store publishes no port)."""
         if self.layout.name == "swarm":
             return ApiTrackers(self.api, self.secrets.rasa_token)
-        if self.layout.tracker == "postgres":
-            return PostgresTrackers(self.docker("postgres-1"), container("postgres"))
-        return MongoTrackers(self.mongo())
+        return self.store()
 
     def mongo(self, password: str | None = None) -> Any:
         import pymongo

@@ -1,0 +1,82 @@
+"""`syrcad backup` and `syrcad restore`: thousands of conversations out, the cluster destroyed
+with its volumes, brought up again, and every conversation back event for event, going on where
+it stopped. Run on the local layout with each tracker store (CI runs it with --tracker postgres
+too); the file is read and written through a frontend, as on any layout."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import E2ECluster, new_sender, syrcad
+from .driver import TURNS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.local_layout]
+
+COPIES = 150  # of each conversation held through Rasa: 20 × 150 = 3000 more, straight in the store
+
+
+def test_backup_then_restore_into_a_destroyed_and_rebuilt_cluster(
+    cluster: E2ECluster, tmp_path: Path
+) -> None:
+    hosts = ["--hosts", str(cluster.hosts_file)]
+    # Through Rasa: 10 bookings done, 10 stopped inside the form (the cuisine given, not the size).
+    done = [new_sender() for _ in range(10)]
+    stopped = [new_sender() for _ in range(10)]
+    for sender in done + stopped:
+        for message, reply in TURNS if sender in done else TURNS[:2]:
+            assert cluster.texts(sender, message)[0].startswith(reply)
+    store = cluster.store()
+    store.copy(done + stopped, COPIES)
+    before = store.everything()
+    assert len(before) >= 20 * (COPIES + 1), len(before)
+    events = sum(len(e) for e in before.values())
+
+    backup = tmp_path / "conversations.jsonl.gz"
+    taken = syrcad("backup", "--out", str(backup), *hosts)
+    print(f"\n{taken.stdout.strip()} ({backup.stat().st_size / 1e6:.1f} MB)")
+    assert f"Backed up {len(before)} conversations ({events} events)" in taken.stdout
+
+    syrcad("down", "--volumes", *hosts)
+    started = time.monotonic()
+    syrcad("up", *hosts)
+    print(f"cluster destroyed and brought up again in {time.monotonic() - started:.0f} s")
+    assert store.everything() == {}, "the conversations outlived the volumes"
+
+    restored = syrcad("restore", str(backup), *hosts)
+    print(restored.stdout.strip())
+    assert f"{len(before)} restored" in restored.stdout
+    assert store.everything() == before
+
+    again = syrcad("restore", str(backup), *hosts)
+    assert f"0 restored, 0 continued, {len(before)} already there" in again.stdout
+    assert store.everything() == before
+
+    # The form remembers its slot: the size alone completes the booking of the cuisine given
+    # before the backup.
+    size, booked = TURNS[2]
+    for sender in stopped[:3]:
+        assert cluster.texts(sender, size)[0].startswith(booked)
+    assert len(store.events(stopped[0])) > len(before[stopped[0]])
+
+    # A conversation that went on after the backup is kept as the store has it.
+    kept = syrcad("restore", str(backup), *hosts)
+    assert "0 restored, 0 continued" in kept.stdout
+    assert "3 kept as the store has them" in kept.stdout
+    assert len(store.events(stopped[0])) > len(before[stopped[0]])
+
+
+def test_a_backup_cut_short_is_refused_before_the_store_is_touched(
+    cluster: E2ECluster, tmp_path: Path
+) -> None:
+    hosts = ["--hosts", str(cluster.hosts_file)]
+    whole = tmp_path / "whole.jsonl.gz"
+    syrcad("backup", "--out", str(whole), *hosts)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    refused = syrcad("restore", str(cut), *hosts, check=False)
+    assert refused.returncode == 2, refused
+    assert str(cut) in refused.stderr
+    assert "Traceback" not in refused.stderr
