@@ -316,6 +316,12 @@ def _print_urls(dep: deployment.Deployment) -> None:
             f"LB stats:    http://{address}:{lb.port('stats').host_port}/stats  (user admin), "
             f"metrics: /metrics"
         )
+    for prometheus in dep.placement.of("prometheus"):
+        address = dep.hosts[prometheus.host].address
+        out.print(
+            f"Prometheus:  http://{address}:{prometheus.port('http').host_port}/alerts  "
+            "(alert rules; Grafana dashboard: compose/prometheus/grafana-dashboard.json)"
+        )
     out.print(
         f"Load test:   syrcad loadtest --hosts {dep.loaded.path}   "
         f"(or: locust -f loadtest/locustfile.py --host {public})"

@@ -41,7 +41,7 @@ def with_host_keys(extra: str) -> str:
 CASES: dict[str, tuple[str, str]] = {
     "unknown top-level key": (
         BASE + "colour: blue\n",
-        "{file}:10: unknown key 'colour' (allowed: name, engine, deploy_dir, hosts, project, images, services, stores)",
+        "{file}:10: unknown key 'colour' (allowed: name, engine, deploy_dir, hosts, project, images, services, stores, monitoring)",
     ),
     "unknown key in a host": (
         BASE.replace("    roles: [mongo, redis]", "    roles: [mongo, redis]\n    rolez: [lb]"),
@@ -204,6 +204,16 @@ CASES: dict[str, tuple[str, str]] = {
         "engine: swarm\n" + BASE.replace("[frontend, action, lb]", "[frontend, action, lb, redis]"),
         "{file}:2: hosts: several hosts have the role 'redis': Redis with Sentinels runs with "
         "engine: compose only, for now",
+    ),
+    "Prometheus on a host the file lacks": (
+        BASE + "monitoring:\n  prometheus: true\n  host: app9\n",
+        "{file}:12: monitoring.host: 'app9' is not a host of this file (app1, store1)",
+    ),
+    "Prometheus under Swarm": (
+        "engine: swarm\n" + BASE + "monitoring:\n  prometheus: true\n",
+        "{file}:12: monitoring.prometheus: not available with engine: swarm yet (Prometheus "
+        "would need to find the tasks through Swarm); use engine: compose, or your own "
+        "Prometheus on the LBs' /metrics",
     ),
     "YAML alias bomb": (
         BOMB,

@@ -43,6 +43,7 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("syrcad/mongo:secantus-0.7", "mongo", "bookworm"),
     Recipe("syrcad/postgres:15", "postgres", "bookworm"),
     Recipe("syrcad/keepalived:2.2", "keepalived", "bookworm"),
+    Recipe("syrcad/prometheus:2.42", "prometheus", "bookworm"),
 )
 
 

@@ -36,6 +36,8 @@ def image_of(cluster: Cluster, service: Service) -> str:
         "redis": images.redis,
         "sentinel": images.redis,
         "keepalived": images.keepalived,
+        "blackbox": images.prometheus,
+        "prometheus": images.prometheus,
     }[service]
 
 

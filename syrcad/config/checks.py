@@ -29,6 +29,7 @@ def check(cluster: Cluster, base: Path) -> Found:
     yield from _hosts(cluster, base)
     yield from _tls(cluster)
     yield from _project(cluster)
+    yield from _monitoring(cluster)
     if cluster.engine == "swarm":
         yield from _swarm(cluster)
 
@@ -134,6 +135,15 @@ def _project(cluster: Cluster) -> Found:
         )
 
 
+def _monitoring(cluster: Cluster) -> Found:
+    monitoring = cluster.monitoring
+    if monitoring.host and monitoring.host not in cluster.hosts:
+        yield (
+            ("monitoring", "host"),
+            f"'{monitoring.host}' is not a host of this file ({', '.join(cluster.hosts)})",
+        )
+
+
 def _swarm(cluster: Cluster) -> Found:
     """Keys that mean nothing under Swarm, and what syrcad does not run on Swarm yet."""
     for service in ("frontend", "action"):
@@ -162,6 +172,12 @@ def _swarm(cluster: Cluster) -> Found:
             ("services", "lb", "action_port"),
             "with engine: swarm the frontends reach the action LB over the swarm's network; "
             "it publishes no host port",
+        )
+    if cluster.monitoring.prometheus:
+        yield (
+            ("monitoring", "prometheus"),
+            "not available with engine: swarm yet (Prometheus would need to find the tasks "
+            "through Swarm); use engine: compose, or your own Prometheus on the LBs' /metrics",
         )
     if cluster.services.lb.virtual_address:
         yield (

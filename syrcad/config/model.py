@@ -159,6 +159,8 @@ class Images(Model):
     postgres: ImageRef = "postgres:15"
     # No official image: `syrcad images build` makes it from Debian's keepalived.
     keepalived: ImageRef = "syrcad/keepalived:2.2"
+    # Prometheus and its blackbox exporter in one image (the official ones are two).
+    prometheus: ImageRef = "syrcad/prometheus:2.42"
     redis: ImageRef = "redis:7.2"
 
 
@@ -287,6 +289,19 @@ class Stores(Model):
     lock: RedisLock = RedisLock()
 
 
+class Monitoring(Model):
+    """Prometheus scraping both LBs' exporters and probing the stores, with alert rules."""
+
+    prometheus: bool = False
+    host: Name | None = None  # where it runs: by default the first `lb` host
+    port: Port = 9090  # its web UI and HTTP API, on the host's cluster address
+    scrape_interval_s: Annotated[int, Field(ge=1, le=300)] = 5
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 15
+    # Alert thresholds: the share of 5xx answers, and how long an LB queue may stay non-empty.
+    error_ratio: Annotated[float, Field(gt=0, le=1)] = 0.05
+    queue_for_s: Annotated[int, Field(ge=1, le=3600)] = 60
+
+
 class Cluster(Model):
     """A whole cluster, as hosts.yml describes it."""
 
@@ -301,6 +316,7 @@ class Cluster(Model):
     images: Images = Images()
     services: Services = Services()
     stores: Stores = Stores()
+    monitoring: Monitoring = Monitoring()
 
     def tracker_role(self) -> Literal["mongo", "postgres"] | None:
         """The role (and service) of the tracker store syrcad runs; None for an outside one."""
@@ -321,6 +337,12 @@ class Cluster(Model):
         """Where clients reach the public LB: the virtual address, else the first LB host."""
         vip = self.services.lb.virtual_address
         return str(vip) if vip else str(self.hosts[self.hosts_with("lb")[0]].address)
+
+    def monitoring_host(self) -> str | None:
+        """Where Prometheus runs; None without `monitoring.prometheus`."""
+        if not self.monitoring.prometheus:
+            return None
+        return self.monitoring.host or next(iter(self.hosts_with("lb")), None)
 
     def hosts_with(self, role: Role) -> tuple[str, ...]:
         """Names of the hosts carrying `role`, in file order (placement depends on it)."""

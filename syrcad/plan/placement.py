@@ -27,6 +27,8 @@ Service = Literal[
     "action-lb",
     "lb",
     "keepalived",
+    "blackbox",
+    "prometheus",
 ]
 START_ORDER: tuple[Service, ...] = get_args(Service)
 
@@ -61,6 +63,8 @@ LB_API_PORT = 8005
 LB_STATS_PORT = 8404
 LB_TLS_PORT = 8443
 LB_ACTIONS_PORT = 8055
+PROMETHEUS_PORT = 9090
+BLACKBOX_PORT = 9115
 # Under Swarm: where a frontend or action server tells its LBs to drain it (HAProxy agent-check).
 AGENT_PORT = 5099
 # The LB stats page's user (its password is a secret), and where configs are mounted inside.
@@ -124,6 +128,7 @@ def place(cluster: Cluster) -> Placement:
         *_replicas(cluster, "action", services.action.replicas, services.action.base_port),
         *_replicas(cluster, "frontend", services.frontend.replicas, services.frontend.base_port),
         *_load_balancers(cluster),
+        *_monitoring(cluster),
     ]
     placement = Placement(tuple(containers))
     collisions = list(_port_collisions(placement))
@@ -216,6 +221,15 @@ def _load_balancers(cluster: Cluster) -> list[Container]:
     ]
 
 
+def _monitoring(cluster: Cluster) -> list[Container]:
+    """Prometheus and the blackbox exporter it probes the stores with, side by side."""
+    host = cluster.monitoring_host()
+    if host is None:
+        return []
+    web = PortBinding("http", cluster.monitoring.port, PROMETHEUS_PORT)
+    return [Container("blackbox", 1, host, ()), Container("prometheus", 1, host, (web,))]
+
+
 def address_literal(address: str) -> str:
     """An address as it stands before `:port` (IPv6 in brackets)."""
     return f"[{address}]" if ":" in address else address
@@ -244,6 +258,7 @@ _PORT_KEYS: dict[tuple[Service, str], tuple[str, ...]] = {
     ("lb", "https"): ("services", "lb", "tls", "port"),
     ("lb", "api"): ("services", "lb", "api_port"),
     ("lb", "stats"): ("services", "lb", "stats_port"),
+    ("prometheus", "http"): ("monitoring", "port"),
 }
 
 

@@ -23,6 +23,8 @@ READY_WITHIN_S: dict[Service, int] = {
     "action-lb": 60,
     "lb": 60,
     "keepalived": 60,
+    "blackbox": 60,
+    "prometheus": 60,
 }
 
 # The Sentinels call a silent Redis primary lost after this long, then promote a replica (a

@@ -66,6 +66,7 @@ STAGES: tuple[tuple[Service, ...], ...] = (
     ("action",),
     ("frontend",),
     ("action-lb", "lb", "keepalived"),
+    ("blackbox", "prometheus"),
 )
 
 
@@ -195,6 +196,18 @@ def up(
             names = _names(frontends)
             steps.append(
                 Step("restart-kept", host, names, ready_within_s(frontends), "unless started anew")
+            )
+        # Prometheus reads its config and rules once, at start.
+        monitors = [c for c in placement.on(host) if c.service == "prometheus"]
+        if monitors and any(p.startswith("prometheus/") for p in changed.get(host, ())):
+            steps.append(
+                Step(
+                    "restart-kept",
+                    host,
+                    _names(monitors),
+                    ready_within_s(monitors),
+                    "unless started anew",
+                )
             )
     steps += [
         Step("reload-lb", lb.host, (lb.name,), note="unless started anew")

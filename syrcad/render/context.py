@@ -68,6 +68,10 @@ class HostContext:
     # The Redis that starts as the primary, at its host's address: the replicas' and the
     # Sentinels' first word on it, in the form every member announces itself in.
     redis_primary: Target | None
+    # For Prometheus, on its host only: every LB's stats port (/metrics), and the stores'
+    # ports (probed with a TCP connect by the blackbox exporter beside it).
+    lb_metrics: tuple[Target, ...] = ()
+    store_ports: tuple[Target, ...] = ()
 
     def has(self, service: str) -> bool:
         return any(p.container.service == service for p in self.containers)
@@ -165,6 +169,14 @@ def host_context(
     tracker_role = cluster.tracker_role()
     trackers = targets(tracker_role, tracker_role) if tracker_role else ()
     locks = targets("redis", "redis")
+    lb_metrics: tuple[Target, ...] = ()
+    store_ports: tuple[Target, ...] = ()
+    if "prometheus" in services:
+        lb_metrics = (*targets("lb", "stats"), *targets("action-lb", "stats"))
+        store_ports = (*trackers, *locks, *targets("sentinel", "sentinel"))
+        tracker = cluster.stores.tracker
+        if isinstance(tracker, PostgresTracker) and tracker.host:
+            store_ports = (Target("postgres", tracker.host, tracker.port), *store_ports)
     redis_primary = None
     if cluster.redis_sentinels():
         first = placement.of("redis")[0]
@@ -184,6 +196,8 @@ def host_context(
         action_lb=next(iter(local_lb or action_lbs), None),
         sentinels=targets("sentinel", "sentinel"),
         redis_primary=redis_primary,
+        lb_metrics=lb_metrics,
+        store_ports=store_ports,
     )
 
 

@@ -36,6 +36,8 @@ INSIDE = {
     "lb_api_port": placement.LB_API_PORT,
     "lb_stats_port": placement.LB_STATS_PORT,
     "lb_actions_port": placement.LB_ACTIONS_PORT,
+    "prometheus_port": placement.PROMETHEUS_PORT,
+    "blackbox_port": placement.BLACKBOX_PORT,
     "runtime_port": commands.RUNTIME_PORT,
     "agent_port": placement.AGENT_PORT,
     "server_state_file": commands.SERVER_STATE_FILE,
@@ -86,6 +88,8 @@ HOST_FILES: tuple[tuple[str, str, str | None], ...] = (
     ("lb/haproxy.cfg", "haproxy/public.cfg.j2", "lb"),
     ("action-lb/haproxy.cfg", "haproxy/actions.cfg.j2", "action-lb"),
     ("keepalived/keepalived.conf", "compose/keepalived.conf.j2", "keepalived"),
+    ("prometheus/prometheus.yml", "compose/prometheus/prometheus.yml.j2", "prometheus"),
+    ("prometheus/alerts.yml", "compose/prometheus/alerts.yml.j2", "prometheus"),
 )
 
 
@@ -136,7 +140,8 @@ def variables(ctx: HostContext) -> dict[str, object]:
     named_volumes = [
         f"{p.container.name}-{'state' if p.container.service in ('lb', 'action-lb') else 'data'}"
         for p in ctx.containers
-        if p.container.service in ("mongo", "postgres", "redis", "sentinel", "lb", "action-lb")
+        if p.container.service
+        in ("mongo", "postgres", "redis", "sentinel", "lb", "action-lb", "prometheus")
     ]
     return {
         **{field.name: getattr(ctx, field.name) for field in dataclasses.fields(ctx)},

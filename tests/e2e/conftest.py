@@ -51,6 +51,7 @@ LB = {
 TLS_PORT = 18443
 STORES = {"tracker": {"port": 37017}, "lock": {"port": 36379, "sentinel_port": 46379}}
 POSTGRES_PORT = 35432
+PROMETHEUS_PORT = 19090
 
 
 OUTPUTS: list[str] = []  # everything syrcad printed during the run, checked for secrets
@@ -416,8 +417,10 @@ def write_hosts_file(folder: Path, layout: Layout) -> Path:
         document["services"]["lb"]["trusted_sources"] = [f"{layout.second_client}/32"]
         document["services"]["lb"]["virtual_address"] = testhosts.VIRTUAL_ADDRESS
     document["stores"] = STORES
+    document["monitoring"] = {"prometheus": True, "port": PROMETHEUS_PORT}
     if layout.name == "swarm":  # replicas and stores publish no port under Swarm
         document["engine"] = "swarm"
+        del document["monitoring"]  # compose only, for now
         for service in ("frontend", "action"):
             del document["services"][service]["base_port"]
         del document["services"]["lb"]["action_port"]

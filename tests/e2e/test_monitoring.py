@@ -1,0 +1,94 @@
+"""`monitoring: {prometheus: true}`: Prometheus scrapes both LBs and probes the stores, every
+series of the shipped Grafana dashboard exists, and a stopped frontend fires the replica-DOWN
+alert, which resolves once the replica is back (read through Prometheus's HTTP API)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+import requests
+
+from .conftest import PROMETHEUS_PORT, ROOT, E2ECluster, container
+
+pytestmark = [pytest.mark.e2e, pytest.mark.local_layout]
+
+DASHBOARD = ROOT / "compose" / "prometheus" / "grafana-dashboard.json"
+# HAProxy marks a replica DOWN after its failed checks; then a scrape, a rule evaluation (5 s
+# each) and the rule's `for: 10s`.
+FIRES_WITHIN_S = 60
+# Back: Rasa loads its model, HAProxy's rising checks, a scrape and an evaluation.
+RESOLVES_WITHIN_S = 240
+
+T = TypeVar("T")
+
+
+def api(cluster: E2ECluster, path: str, **params: str) -> Any:
+    url = f"http://{cluster.address_of('prometheus-1')}:{PROMETHEUS_PORT}/api/v1/{path}"
+    answer = requests.get(url, params=params, timeout=10)
+    answer.raise_for_status()
+    return answer.json()["data"]
+
+
+def within(seconds: float, probe: Callable[[], T | None], what: str) -> tuple[T, float]:
+    started = time.monotonic()
+    while (found := probe()) is None:
+        assert time.monotonic() - started < seconds, f"not within {seconds} s: {what}"
+        time.sleep(1)
+    return found, time.monotonic() - started
+
+
+def replica_down(cluster: E2ECluster, server: str) -> list[dict[str, Any]]:
+    return [
+        a
+        for a in api(cluster, "alerts")["alerts"]
+        if a["labels"]["alertname"] == "ReplicaDown" and a["labels"].get("server") == server
+    ]
+
+
+def test_prometheus_scrapes_every_lb_and_store(cluster: E2ECluster) -> None:
+    store = "postgres-1" if cluster.layout.tracker == "postgres" else "mongo-1"
+
+    def all_up() -> list[dict[str, Any]] | None:
+        targets = api(cluster, "targets")["activeTargets"]
+        return targets if targets and all(t["health"] == "up" for t in targets) else None
+
+    targets, took = within(60, all_up, "every target up")
+    print(f"\n{len(targets)} targets up after {took:.0f} s")
+    scraped = {t["labels"].get("lb") or t["labels"].get("store") for t in targets}
+    assert {"lb-1", "action-lb-1", store, "redis-1"} <= scraped
+    firing = [a["labels"]["alertname"] for a in api(cluster, "alerts")["alerts"]]
+    assert firing == [], firing
+
+    # The dashboard shipped for Grafana draws series that exist.
+    for panel in json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]:
+        for target in panel["targets"]:
+            result = api(cluster, "query", query=target["expr"])["result"]
+            assert result, f"no series for panel {panel['title']!r}: {target['expr']}"
+
+
+def test_a_stopped_frontend_fires_replica_down_until_it_is_back(cluster: E2ECluster) -> None:
+    engine = cluster.docker("frontend-1")
+    engine.container.stop(container("frontend"))
+    try:
+
+        def firing() -> list[dict[str, Any]] | None:
+            alerts = [a for a in replica_down(cluster, "frontend-1") if a["state"] == "firing"]
+            return alerts or None
+
+        alerts, fired_s = within(FIRES_WITHIN_S, firing, "ReplicaDown for frontend-1 fired")
+        print(
+            f"\nReplicaDown fired {fired_s:.0f} s after frontend-1 stopped: {alerts[0]['annotations']['summary']}"
+        )
+        assert {a["labels"]["proxy"] for a in alerts} >= {"frontends"}
+    finally:
+        engine.container.start(container("frontend"))
+    _, resolved_s = within(
+        RESOLVES_WITHIN_S,
+        lambda: True if not replica_down(cluster, "frontend-1") else None,
+        "ReplicaDown for frontend-1 resolved",
+    )
+    print(f"resolved {resolved_s:.0f} s after frontend-1 started again")
