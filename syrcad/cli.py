@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from syrcad import config, plan, render
 from syrcad.apply import conversations, deployment, inspect, journal, planning
+from syrcad.apply import top as top_view
 from syrcad.apply.deployment import Reporter
 from syrcad.apply.execute import Run, execute
 from syrcad.apply.hosts import HostHandle
@@ -386,6 +388,90 @@ def _status_table(hosts: Path, as_json: bool, with_lb: bool) -> None:
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     out.print(table)
+
+
+@app.command()
+def top(
+    hosts: HostsFile = Path("hosts.yml"),
+    once: Annotated[bool, typer.Option("--once", help="One snapshot, then exit.")] = False,
+    as_json: AsJson = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.5, help="Seconds between refreshes.")
+    ] = 2.0,
+    window: Annotated[
+        float,
+        typer.Option("--window", min=1, help="Seconds of LB log behind rates and percentiles."),
+    ] = 10.0,
+) -> None:
+    """Live view until Ctrl-C: per replica its LB state, requests in progress and queued, rate,
+    5xx rate, p50/p99 (HAProxy's timers), model; per LB sessions, queue, rate-limited clients;
+    per store reachability and connect time."""
+    if as_json and not once:
+        raise UsageError("--json needs --once (one snapshot for a script)")
+    dep = deployment.prepare(hosts)
+    if once:
+        snap = top_view.snapshot(dep, window)
+        if as_json:
+            out.print_json(json.dumps(snap.as_dict()))
+        else:
+            out.print(_top_tables(snap))
+        return
+    with Live(_top_tables(top_view.snapshot(dep, window)), console=out, screen=False) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                live.update(_top_tables(top_view.snapshot(dep, window)))
+        except KeyboardInterrupt:
+            pass
+
+
+def _top_tables(snap: top_view.Snapshot) -> Group:
+    def number(value: float | None, unit: str = "") -> str:
+        return "-" if value is None else f"{value:g}{unit}"
+
+    replicas = Table(
+        title=f"cluster {snap.cluster} (engine: {snap.engine}), "
+        f"{time.strftime('%H:%M:%S')}; rates and percentiles over the last {snap.window_s:g} s",
+        title_justify="left",
+    )
+    for column in ("replica", "host", "container", "lb", "now", "queued", "req/s", "5xx/s"):
+        replicas.add_column(column, justify="right" if column[0] in "nqr5" else "left")
+    for column in ("p50", "p99", "model"):
+        replicas.add_column(column, justify="left" if column == "model" else "right")
+    for r in snap.replicas:
+        replicas.add_row(
+            r.replica,
+            r.host,
+            r.container,
+            r.lb,
+            str(r.current),
+            str(r.queued),
+            number(r.rate),
+            number(r.errors),
+            number(r.p50_ms, " ms"),
+            number(r.p99_ms, " ms"),
+            r.model or "-",
+        )
+    lbs = Table(title="load balancers", title_justify="left")
+    for column in ("lb", "host", "sessions", "queued", "rate-limited clients", "429s"):
+        lbs.add_column(column, justify="left" if column in ("lb", "host") else "right")
+    for lb in snap.lbs:
+        lbs.add_row(
+            lb.lb,
+            lb.host,
+            str(lb.sessions),
+            str(lb.queued),
+            str(lb.limited_clients),
+            str(lb.limited),
+        )
+    stores = Table(title="stores (a TCP connect from here)", title_justify="left")
+    for column in ("store", "host", "address", "reachable", "connect"):
+        stores.add_column(column)
+    for s in snap.stores:
+        stores.add_row(
+            s.store, s.host, s.target, "yes" if s.reachable else "NO", number(s.rtt_ms, " ms")
+        )
+    return Group(replicas, lbs, stores)
 
 
 @app.command()

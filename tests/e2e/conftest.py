@@ -417,10 +417,10 @@ def write_hosts_file(folder: Path, layout: Layout) -> Path:
         document["services"]["lb"]["trusted_sources"] = [f"{layout.second_client}/32"]
         document["services"]["lb"]["virtual_address"] = testhosts.VIRTUAL_ADDRESS
     document["stores"] = STORES
-    document["monitoring"] = {"prometheus": True, "port": PROMETHEUS_PORT}
+    # Proven on the local layout (test_monitoring.py); the test hosts need not carry the image.
+    document["monitoring"] = {"prometheus": layout.name == "local", "port": PROMETHEUS_PORT}
     if layout.name == "swarm":  # replicas and stores publish no port under Swarm
         document["engine"] = "swarm"
-        del document["monitoring"]  # compose only, for now
         for service in ("frontend", "action"):
             del document["services"][service]["base_port"]
         del document["services"]["lb"]["action_port"]

@@ -1,0 +1,273 @@
+"""`syrcad top`: one snapshot of the running cluster, as the LBs see it.
+
+Per replica, from the LB's stats (its own counters): state in the LB, requests in progress and
+queued. From the LB's request log of the last `window_s` seconds (HAProxy's timers, one line a
+request): requests and 5xx answers a second, and p50/p99 of the time HAProxy measured for each
+request (%Ta: from the request's arrival to the last byte of the answer); HAProxy's counters
+have averages only. Per LB: sessions, queued requests, and the clients it refused for their rate
+(429 answers, by source address). Per store: whether its port takes a TCP connection from this
+machine, and how long the connect took.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+from syrcad.apply import facts
+from syrcad.apply.deployment import Deployment
+from syrcad.errors import SyrcadError
+from syrcad.plan.placement import BALANCED, STATS_USER, Container, Service
+
+# HAProxy's log-format of both LBs (haproxy/*.cfg.j2): client, [accept date], frontend,
+# backend/server, TR/Tw/Tc/Tr/Ta, status.
+_LOG_LINE = re.compile(
+    r"^(?P<client>\S+):\d+ \[[^\]]+\] \S+ (?P<backend>[^/\s]+)/(?P<server>\S+) "
+    r"-?\d+/-?\d+/-?\d+/-?\d+/(?P<ta>-?\d+) (?P<status>\d+) "
+)
+STORE_CONNECT_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True)
+class Request:
+    client: str
+    backend: str
+    server: str
+    took_ms: int  # -1: the request was cut off before an answer
+    status: int
+
+
+@dataclass(frozen=True)
+class ReplicaRow:
+    replica: str
+    service: str
+    host: str
+    container: str  # running, exited, … ("-" under Swarm: see `syrcad ps`)
+    lb: str  # UP, DOWN, DRAIN, MAINT as its LB(s) see it
+    current: int  # requests in progress
+    queued: int
+    rate: float  # requests a second over the window
+    errors: float  # 5xx answers a second over the window
+    p50_ms: int | None
+    p99_ms: int | None
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class LbRow:
+    lb: str
+    host: str
+    sessions: int
+    queued: int
+    limited_clients: int  # source addresses answered 429 over the window
+    limited: int  # 429 answers over the window
+
+
+@dataclass(frozen=True)
+class StoreRow:
+    store: str
+    host: str
+    target: str
+    reachable: bool
+    rtt_ms: float | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    cluster: str
+    engine: str
+    window_s: float
+    replicas: list[ReplicaRow] = field(default_factory=list)
+    lbs: list[LbRow] = field(default_factory=list)
+    stores: list[StoreRow] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def snapshot(dep: Deployment, window_s: float) -> Snapshot:
+    lbs = _lbs(dep)
+    stats = {
+        lb.name: _stats(address, port, dep.secrets.stats_password) for lb, address, port in lbs
+    }
+    if not any(stats.values()):
+        raise SyrcadError(
+            f"cluster {dep.cluster.name}: no LB answers on its stats port; is it up?"
+            " (`syrcad status`)"
+        )
+    requests = {lb.name: list(_requests(dep, lb, window_s)) for lb, _, _ in lbs}
+    return Snapshot(
+        dep.cluster.name,
+        dep.cluster.engine,
+        window_s,
+        _replicas(dep, stats, requests, window_s),
+        [_lb_row(lb, stats[lb.name], requests[lb.name]) for lb, _, _ in lbs],
+        [_store_row(dep, store) for store in _stores(dep)],
+    )
+
+
+LB_SERVICES: tuple[Service, ...] = ("lb", "action-lb")
+STORE_SERVICES: tuple[Service, ...] = ("mongo", "postgres", "redis", "sentinel")
+
+
+def _lbs(dep: Deployment) -> list[tuple[Container, str, int]]:
+    return [
+        (lb, dep.hosts[lb.host].address, lb.port("stats").host_port)
+        for service in LB_SERVICES
+        for lb in dep.placement.of(service)
+    ]
+
+
+def _stats(address: str, port: int, password: str) -> list[dict[str, str]]:
+    status, body = facts.http_get(f"http://{address}:{port}/stats;csv", auth=(STATS_USER, password))
+    if status != 200:
+        return []
+    return list(csv.DictReader(io.StringIO(body.decode().lstrip("# "))))
+
+
+def _requests(dep: Deployment, lb: Container, window_s: float) -> Iterator[Request]:
+    """The requests the LB logged over the last `window_s` seconds."""
+    if dep.cluster.engine == "swarm":
+        return  # the LB's log is the service's (`syrcad logs lb`); not read here
+    host = dep.hosts[lb.host]
+    fact = facts.containers(host).get(lb.name)
+    if not fact or fact.state != "running":
+        return
+    text = host.run(
+        f"read the log of {lb.name}",
+        lambda d: d.container.logs(fact.id, since=timedelta(seconds=window_s)),
+    )
+    for line in str(text).splitlines():
+        found = _LOG_LINE.match(line)
+        if found:
+            yield Request(
+                found["client"],
+                found["backend"],
+                found["server"],
+                int(found["ta"]),
+                int(found["status"]),
+            )
+
+
+def percentile(values: list[int], share: float) -> int | None:
+    """The nearest-rank percentile (`share` in 0..1) of `values`; None for none.
+
+    >>> percentile([5, 1, 9, 3], 0.5), percentile([5, 1, 9, 3], 0.99), percentile([], 0.5)
+    (3, 9, None)
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def _replicas(
+    dep: Deployment,
+    stats: dict[str, list[dict[str, str]]],
+    requests: dict[str, list[Request]],
+    window_s: float,
+) -> list[ReplicaRow]:
+    containers = {}
+    if dep.cluster.engine == "compose":
+        containers = {
+            name: fact.state
+            for host in dep.used_hosts()
+            for name, fact in facts.containers(host).items()
+        }
+    rows = []
+    for service, backends in BALANCED.items():
+        backend = backends[0].name  # the one `status` reports; socket.io follows it
+        states: dict[str, list[str]] = defaultdict(list)
+        current: dict[str, int] = defaultdict(int)
+        queued: dict[str, int] = defaultdict(int)
+        for lb in dep.placement.of(backends[0].lb):
+            for row in stats.get(lb.name, []):
+                if row["pxname"] != backend or row["svname"] in ("FRONTEND", "BACKEND"):
+                    continue
+                states[row["svname"]].append(row["status"].split(" ")[0])
+                current[row["svname"]] += int(row["scur"] or 0)
+                queued[row["svname"]] += int(row["qcur"] or 0)
+        served = [
+            r
+            for lb in dep.placement.of(backends[0].lb)
+            for r in requests.get(lb.name, [])
+            if r.backend in {b.name for b in backends}
+        ]
+        placed = {c.name: c for c in dep.placement.of(service)}
+        for server in sorted(states, key=_replica_order):
+            if server not in placed and set(states[server]) == {"MAINT"}:
+                continue  # an unused slot of Swarm's server-template
+            mine = [r for r in served if r.server == server]
+            took = [r.took_ms for r in mine if r.took_ms >= 0]
+            replica = placed.get(server)
+            rows.append(
+                ReplicaRow(
+                    replica=server,
+                    service=service,
+                    host=replica.host if replica else "-",
+                    container=containers.get(server, "-"),
+                    lb="/".join(sorted(set(states[server]))),
+                    current=current[server],
+                    queued=queued[server],
+                    rate=round(len(mine) / window_s, 2),
+                    errors=round(sum(1 for r in mine if r.status >= 500) / window_s, 2),
+                    p50_ms=percentile(took, 0.50),
+                    p99_ms=percentile(took, 0.99),
+                    model=_model(dep, replica) if replica and service == "frontend" else "",
+                )
+            )
+    return rows
+
+
+def _replica_order(name: str) -> tuple[str, int]:
+    prefix = name.rstrip("0123456789").rstrip("-")
+    digits = name[len(name.rstrip("0123456789")) :]
+    return prefix, int(digits or 0)
+
+
+def _model(dep: Deployment, frontend: Container) -> str:
+    address = dep.hosts[frontend.host].address
+    return facts.model_id(address, frontend.port("http").host_port, dep.secrets.rasa_token)
+
+
+def _lb_row(lb: Container, stats: list[dict[str, str]], requests: list[Request]) -> LbRow:
+    frontends = [r for r in stats if r["svname"] == "FRONTEND" and r["pxname"] != "stats"]
+    backends = [r for r in stats if r["svname"] == "BACKEND"]
+    limited = [r for r in requests if r.status == 429]
+    return LbRow(
+        lb=lb.name,
+        host=lb.host,
+        sessions=sum(int(r["scur"] or 0) for r in frontends),
+        queued=sum(int(r["qcur"] or 0) for r in backends),
+        limited_clients=len({r.client for r in limited}),
+        limited=len(limited),
+    )
+
+
+def _stores(dep: Deployment) -> Iterable[tuple[Container, str, int]]:
+    if dep.cluster.engine == "swarm":
+        return []  # stores publish no port under Swarm
+    return [
+        (store, dep.hosts[store.host].address, store.ports[0].host_port)
+        for service in STORE_SERVICES
+        for store in dep.placement.of(service)
+    ]
+
+
+def _store_row(dep: Deployment, store: tuple[Container, str, int]) -> StoreRow:
+    container, address, port = store
+    started = time.monotonic()
+    try:
+        with socket.create_connection((address, port), timeout=STORE_CONNECT_TIMEOUT_S):
+            rtt: float | None = round((time.monotonic() - started) * 1000, 2)
+    except OSError:
+        rtt = None
+    return StoreRow(container.name, container.host, f"{address}:{port}", rtt is not None, rtt)
