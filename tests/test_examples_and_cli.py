@@ -14,6 +14,7 @@ from syrcad.config.model import Cluster
 from syrcad.config.secrets import ensure, secrets_path
 from syrcad.errors import ConfigError
 
+from . import runbook
 from .conftest import EXAMPLES
 
 
@@ -123,3 +124,17 @@ def test_generated_secrets_never_look_like_flags() -> None:
     from syrcad.config.secrets import new_secret
 
     assert not any(new_secret().startswith("-") for _ in range(2000))
+
+
+def test_runbook_blocks_run_or_say_why_not() -> None:
+    """tests/e2e/test_runbook.py runs every block; one that cannot run says why, in the block."""
+    found = runbook.blocks()
+    assert len(found) >= 10
+    for block in found:
+        assert block.script.strip(), block.name
+        reason = block.not_run_because
+        assert reason is None or len(reason.split()) >= 4, f"{block.name}: say why it cannot run"
+    marked = runbook.blocks("## S\n```bash\n# not run by the tests: a cable is pulled\nx\n```\n")
+    assert [(b.section, b.line, b.not_run_because) for b in marked] == [
+        ("S", 2, "a cable is pulled")
+    ]
