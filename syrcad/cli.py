@@ -27,8 +27,8 @@ from syrcad.apply.execute import Run, execute
 from syrcad.apply.hosts import HostHandle
 from syrcad.apply.hosts import handles as hosts_of
 from syrcad.config.secrets import ensure as ensure_secrets
-from syrcad.config.secrets import secrets_path, write_private
-from syrcad.config.state import SCALABLE, parse_counts, read_state, state_path
+from syrcad.config.secrets import secrets_path
+from syrcad.config.state import SCALABLE, parse_counts, put_back, read_state, state_path
 from syrcad.errors import SyrcadError, UsageError
 from syrcad.loadtest import LoadOptions, locust_argv, public_url
 from syrcad.plan import commands
@@ -723,13 +723,13 @@ def restore(
         f" {summary['kept']} kept as the store has them (they went on after the backup);"
         f" {summary['events']} events written."
     )
-    state = state_path(hosts)
     if header.state is None:
         return
-    if not state.exists():
-        write_private(state, header.state)
+    state = state_path(hosts)
+    outcome = put_back(state, header.state)
+    if outcome == "restored":
         out.print(f"State file restored: {state} (run `syrcad up` to apply it).")
-    elif state.read_text(encoding="utf-8") != header.state:
+    elif outcome == "kept":
         out.print(f"{state} differs from the backup's; kept as it is.")
 
 

@@ -11,6 +11,7 @@ from syrcad.config.state import (
     ScaleRecord,
     State,
     parse_counts,
+    put_back,
     read_state,
     state_path,
     write_state,
@@ -106,3 +107,13 @@ def test_hosts_failing_alike_keep_their_exit_code() -> None:
     alike = HostsFailed([SyrcadError("node1: lacks x"), SyrcadError("node3: lacks x")])
     mixed = HostsFailed([SyrcadError("node1: lacks x"), RemoteError("node3", ["up"], 1)])
     assert (alike.exit_code, mixed.exit_code) == (1, 4)
+
+
+def test_a_restored_state_file_never_replaces_the_clusters_own(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.state.yml"
+    assert put_back(path, "scale: {}\n") == "restored"
+    assert path.read_text(encoding="utf-8") == "scale: {}\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert put_back(path, "scale: {}\n") == "same"
+    assert put_back(path, "model: old.tar.gz\n") == "kept"
+    assert path.read_text(encoding="utf-8") == "scale: {}\n"

@@ -96,6 +96,15 @@ def write_state(path: Path, state: State) -> None:
     write_private(path, header + yaml.safe_dump(document, sort_keys=True))
 
 
+def put_back(path: Path, text: str) -> Literal["restored", "same", "kept"]:
+    """A backed-up state file's `text` at `path` (`syrcad restore`), only where there is none:
+    a cluster's own records are newer than any backup."""
+    if not path.exists():
+        write_private(path, text)
+        return "restored"
+    return "same" if path.read_text(encoding="utf-8") == text else "kept"
+
+
 def parse_counts(assignments: Sequence[str]) -> dict[Scalable, int]:
     """`["frontend=8", "action=3"]` → {"frontend": 8, "action": 3}, or a clear error."""
     counts: dict[Scalable, int] = {}
