@@ -54,6 +54,7 @@ class ReplicaRow:
     lb: str  # UP, DOWN, DRAIN, MAINT as its LB(s) see it
     current: int  # requests in progress
     queued: int
+    requests: int  # answered over the window
     rate: float  # requests a second over the window
     errors: float  # 5xx answers a second over the window
     p50_ms: int | None
@@ -217,6 +218,7 @@ def _replicas(
                     lb="/".join(sorted(set(states[server]))),
                     current=current[server],
                     queued=queued[server],
+                    requests=len(mine),
                     rate=round(len(mine) / window_s, 2),
                     errors=round(sum(1 for r in mine if r.status >= 500) / window_s, 2),
                     p50_ms=percentile(took, 0.50),

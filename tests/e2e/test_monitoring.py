@@ -41,6 +41,17 @@ def within(seconds: float, probe: Callable[[], T | None], what: str) -> tuple[T,
     return found, time.monotonic() - started
 
 
+DOWN_ALERTS = ("ReplicaDown", "BackendWithoutHealthyServer", "StoreUnreachable", "LbUnreachable")
+
+
+def firing(cluster: E2ECluster, names: tuple[str, ...]) -> list[str]:
+    return [
+        a["labels"]["alertname"]
+        for a in api(cluster, "alerts")["alerts"]
+        if a["labels"]["alertname"] in names and a["state"] == "firing"
+    ]
+
+
 def replica_down(cluster: E2ECluster, server: str) -> list[dict[str, Any]]:
     return [
         a
@@ -60,8 +71,13 @@ def test_prometheus_scrapes_every_lb_and_store(cluster: E2ECluster) -> None:
     print(f"\n{len(targets)} targets up after {took:.0f} s")
     scraped = {t["labels"].get("lb") or t["labels"].get("store") for t in targets}
     assert {"lb-1", "action-lb-1", store, "redis-1"} <= scraped
-    firing = [a["labels"]["alertname"] for a in api(cluster, "alerts")["alerts"]]
-    assert firing == [], firing
+    # Nothing is down. (The 5xx and queue alerts may still see the fault tests' last minute.)
+    _, settled = within(
+        60,
+        lambda: True if not firing(cluster, DOWN_ALERTS) else None,
+        f"no {DOWN_ALERTS} alert firing: {firing(cluster, DOWN_ALERTS)}",
+    )
+    print(f"no alert of a component down ({settled:.0f} s)")
 
     # The dashboard shipped for Grafana draws series that exist.
     for panel in json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]:
