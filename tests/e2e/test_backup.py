@@ -5,17 +5,45 @@ too); the file is read and written through a frontend, as on any layout."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import E2ECluster, new_sender, syrcad
+from .conftest import OUTPUTS, E2ECluster, new_sender, syrcad
 from .driver import TURNS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_layout]
 
 COPIES = 150  # of each conversation held through Rasa: 20 × 150 = 3000 more, straight in the store
+# What syrcad may hold beyond its own size while it streams a backup: one conversation at a time.
+STREAMED_MB = 30
+
+
+def with_peak_memory(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`syrcad ARGS`, and its peak resident memory (MB): measured by a parent of its own, whose
+    only child it is."""
+    measure = (
+        "import resource, subprocess, sys; "
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "sys.stderr.write(done.stderr); sys.stdout.write(done.stdout); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+        "sys.exit(done.returncode)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", measure, sys.executable, "-m", "syrcad.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    OUTPUTS.append(done.stdout + done.stderr)
+    assert done.returncode == 0, f"syrcad {' '.join(args)}: {done.stdout}\n{done.stderr}"
+    *output, peak_kb = done.stdout.rstrip("\n").split("\n")
+    done.stdout = "\n".join(output)
+    return done, int(peak_kb) / 1024
 
 
 def test_backup_then_restore_into_a_destroyed_and_rebuilt_cluster(
@@ -35,9 +63,15 @@ def test_backup_then_restore_into_a_destroyed_and_rebuilt_cluster(
     events = sum(len(e) for e in before.values())
 
     backup = tmp_path / "conversations.jsonl.gz"
-    taken = syrcad("backup", "--out", str(backup), *hosts)
-    print(f"\n{taken.stdout.strip()} ({backup.stat().st_size / 1e6:.1f} MB)")
+    taken, backup_mb = with_peak_memory("backup", "--out", str(backup), *hosts)
+    baseline_mb = with_peak_memory("plan", *hosts)[1]
+    print(
+        f"\n{taken.stdout.strip()} ({backup.stat().st_size / 1e6:.1f} MB); syrcad's peak memory"
+        f" {backup_mb:.0f} MB, {baseline_mb:.0f} MB for `syrcad plan`"
+    )
     assert f"Backed up {len(before)} conversations ({events} events)" in taken.stdout
+    # Streamed: holding the conversations (tens of MB of JSON) would take far more.
+    assert backup_mb < baseline_mb + STREAMED_MB
 
     syrcad("down", "--volumes", *hosts)
     started = time.monotonic()
@@ -45,8 +79,9 @@ def test_backup_then_restore_into_a_destroyed_and_rebuilt_cluster(
     print(f"cluster destroyed and brought up again in {time.monotonic() - started:.0f} s")
     assert store.everything() == {}, "the conversations outlived the volumes"
 
-    restored = syrcad("restore", str(backup), *hosts)
-    print(restored.stdout.strip())
+    restored, restore_mb = with_peak_memory("restore", str(backup), *hosts)
+    print(f"{restored.stdout.strip()} (peak memory {restore_mb:.0f} MB)")
+    assert restore_mb < baseline_mb + STREAMED_MB
     assert f"{len(before)} restored" in restored.stdout
     assert store.everything() == before
 
