@@ -71,13 +71,6 @@ logger = logging.getLogger(__name__)
 # Seconds a client waits before sending a message again that was not recorded because a store or
 # every action server was away: about one failover or restart of a store.
 RETRY_AFTER_S = 5
-# A REST turn refused before it did anything (by the open breaker, before the conversation was
-# read; or by a replica with no model) answers its LB this, not 503: the LB sends the message to
-# another replica (haproxy: retry-on 425), and if every one refuses, turns the last answer back
-# into the 503 it stands for. So a replica whose breaker is still open (its host just came back)
-# costs no message while another serves. A turn that got further is never sent again: its
-# actions may have run.
-NOT_STARTED_STATUS = 425
 # Calls of an action, all told, when no action server took it, or (idempotent actions only) when
 # it was lost; the action LB marks a dead server DOWN meanwhile, so the next call reaches another.
 ACTION_ATTEMPTS = 3
@@ -107,13 +100,11 @@ class TurnAborted(BaseException):
         error: str,
         message: str,
         retry_after_s: Optional[int] = None,
-        not_started: bool = False,
         **details: Any,
     ):
         super().__init__(message)
         self.status = status
         self.retry_after_s = retry_after_s
-        self.not_started = not_started
         self.body: Dict[str, Any] = {
             "error": error,
             "message": message,
@@ -125,23 +116,8 @@ class TurnAborted(BaseException):
     def headers(self) -> Dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)} if self.retry_after_s else {}
 
-    @property
-    def rest_status(self) -> int:
-        """The status the REST channel answers its LB with (see NOT_STARTED_STATUS)."""
-        return NOT_STARTED_STATUS if self.not_started else self.status
-
-
-class _TurnProgress:
-    """Shared by the tasks of one turn (each copies the context, not this object)."""
-
-    def __init__(self) -> None:
-        self.read = False  # the tracker store answered a call of this turn
-
 
 _in_turn: contextvars.ContextVar[bool] = contextvars.ContextVar("syrcad_in_turn", default=False)
-_progress: contextvars.ContextVar[Optional[_TurnProgress]] = contextvars.ContextVar(
-    "syrcad_turn_progress", default=None
-)
 
 
 async def run_turn(
@@ -149,7 +125,6 @@ async def run_turn(
 ) -> Optional[TurnAborted]:
     """Handle one message; the reason it failed, or None."""
     token = _in_turn.set(True)
-    progress = _progress.set(_TurnProgress())
     try:
         await on_new_message(message)
         return None
@@ -161,7 +136,6 @@ async def run_turn(
         return _aborted_by(error)
     finally:
         _in_turn.reset(token)
-        _progress.reset(progress)
 
 
 def _aborted_by(error: Exception) -> TurnAborted:
@@ -181,13 +155,11 @@ def _from_module(error: BaseException, *modules: str) -> bool:
 
 
 def store_unavailable(store: str, error: BaseException) -> TurnAborted:
-    progress = _progress.get()
     return TurnAborted(
         503,
         "store_unavailable",
         f"The {store} store cannot be reached ({type(error).__name__}); the message was not recorded. Send it again.",
         retry_after_s=RETRY_AFTER_S,
-        not_started=isinstance(error, StoreNotAnswering) and progress is not None and not progress.read,
         store=store,
     )
 
@@ -350,17 +322,13 @@ class _AbortOnStoreError:
         started = time.monotonic()
         try:
             # The store's blocking calls off this loop (see the module's docstring).
-            answer = await asyncio.get_running_loop().run_in_executor(_store_calls, asyncio.run, call())
+            return await asyncio.get_running_loop().run_in_executor(_store_calls, asyncio.run, call())
         except Exception as error:
             if isinstance(error, self.UNANSWERED):
                 stores.failed("tracker", error, started)
             if _in_turn.get():
                 raise store_unavailable("tracker", error) from error
             raise
-        progress = _progress.get()
-        if progress is not None:
-            progress.read = True
-        return answer
 
 
 _store_calls = ThreadPoolExecutor(STORE_CALL_THREADS, thread_name_prefix="syrcad-tracker-store")
@@ -468,9 +436,8 @@ class RestInput(rest.RestInput):
                     "model_loading",
                     "This replica has no model loaded yet; the message was not recorded. Send it again.",
                     retry_after_s=RETRY_AFTER_S,
-                    not_started=True,
                 )
-                return response.json(loading.body, status=loading.rest_status, headers=loading.headers)
+                return response.json(loading.body, status=loading.status, headers=loading.headers)
             sender_id = await self._extract_sender(request)
             text = self._extract_message(request)
             input_channel = self._extract_input_channel(request)
@@ -487,7 +454,7 @@ class RestInput(rest.RestInput):
             )
             aborted = await run_turn(on_new_message, message)
             if aborted:
-                return response.json(aborted.body, status=aborted.rest_status, headers=aborted.headers)
+                return response.json(aborted.body, status=aborted.status, headers=aborted.headers)
             return response.json(collector.messages)
 
         return webhook

@@ -210,8 +210,6 @@ def wait_until_answered(url: str, sender: str, message: str, expected: str) -> f
         outcome = send(requests.Session(), url, sender, message, expected)
         if not outcome.failed:
             return time.monotonic() - started
-        # A store coming back is not an excuse to lie. A replica asked directly says 425 when it
-        # refused before doing anything (its LB sends such a message elsewhere, or answers 503).
-        assert outcome.status in (503, 425), outcome
+        assert outcome.status == 503, outcome  # a store coming back is not an excuse to lie
         time.sleep(0.5)
     raise AssertionError(f"no answer to {message!r} 60 s after the store came back")
