@@ -90,7 +90,9 @@ def promote(cluster: E2ECluster, wanted: str) -> None:
         member(cluster, name).config_set("replica-priority", 0)
     try:
         wait_until(
-            lambda: member(cluster, wanted).info("replication")["master_link_status"] == "up",
+            # No link status yet while the Sentinels have not turned the old primary into a
+            # replica of the new one.
+            lambda: member(cluster, wanted).info("replication").get("master_link_status") == "up",
             60,
             f"{wanted} in sync",
         )
