@@ -68,15 +68,19 @@ def http_get(
         return 0, b""
 
 
-def lb_servers(address: str, port: int, password: str) -> dict[tuple[str, str], str]:
-    """(backend, server) → HAProxy status (UP, DOWN, DRAIN, MAINT, ...) from the stats CSV."""
+def lb_stats(address: str, port: int, password: str) -> list[dict[str, str]]:
+    """The LB's stats CSV, a row per frontend, backend and server; [] if it does not answer."""
     status, body = http_get(f"http://{address}:{port}/stats;csv", auth=(STATS_USER, password))
     if status != 200:
-        return {}
-    rows = csv.DictReader(io.StringIO(body.decode().lstrip("# ")))
+        return []
+    return list(csv.DictReader(io.StringIO(body.decode().lstrip("# "))))
+
+
+def lb_servers(address: str, port: int, password: str) -> dict[tuple[str, str], str]:
+    """(backend, server) → HAProxy status (UP, DOWN, DRAIN, MAINT, ...) from the stats CSV."""
     return {
         (row["pxname"], row["svname"]): row["status"].split(" ")[0]
-        for row in rows
+        for row in lb_stats(address, port, password)
         if row["svname"] not in ("FRONTEND", "BACKEND")
     }
 

@@ -11,8 +11,6 @@ machine, and how long the connect took.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 import socket
@@ -25,7 +23,7 @@ from datetime import timedelta
 from syrcad.apply import facts
 from syrcad.apply.deployment import Deployment
 from syrcad.errors import SyrcadError
-from syrcad.plan.placement import BALANCED, STATS_USER, Container, Service
+from syrcad.plan.placement import BALANCED, Container, Service
 
 # HAProxy's log-format of both LBs (haproxy/*.cfg.j2): client, [accept date], frontend,
 # backend/server, TR/Tw/Tc/Tr/Ta, status.
@@ -97,19 +95,24 @@ class Snapshot:
 def snapshot(dep: Deployment, window_s: float) -> Snapshot:
     lbs = _lbs(dep)
     stats = {
-        lb.name: _stats(address, port, dep.secrets.stats_password) for lb, address, port in lbs
+        lb.name: facts.lb_stats(address, port, dep.secrets.stats_password)
+        for lb, address, port in lbs
     }
     if not any(stats.values()):
         raise SyrcadError(
             f"cluster {dep.cluster.name}: no LB answers on its stats port; is it up?"
             " (`syrcad status`)"
         )
-    requests = {lb.name: list(_requests(dep, lb, window_s)) for lb, _, _ in lbs}
+    # Under Swarm, `syrcad ps` shows the tasks; the LBs' logs are their services' there.
+    running: dict[str, dict[str, facts.ContainerFact]] = {}
+    if dep.cluster.engine == "compose":
+        running = {host.name: facts.containers(host) for host in dep.used_hosts()}
+    requests = {lb.name: list(_requests(dep, lb, running, window_s)) for lb, _, _ in lbs}
     return Snapshot(
         dep.cluster.name,
         dep.cluster.engine,
         window_s,
-        _replicas(dep, stats, requests, window_s),
+        _replicas(dep, stats, requests, running, window_s),
         [_lb_row(lb, stats[lb.name], requests[lb.name]) for lb, _, _ in lbs],
         [_store_row(dep, store) for store in _stores(dep)],
     )
@@ -127,21 +130,17 @@ def _lbs(dep: Deployment) -> list[tuple[Container, str, int]]:
     ]
 
 
-def _stats(address: str, port: int, password: str) -> list[dict[str, str]]:
-    status, body = facts.http_get(f"http://{address}:{port}/stats;csv", auth=(STATS_USER, password))
-    if status != 200:
-        return []
-    return list(csv.DictReader(io.StringIO(body.decode().lstrip("# "))))
-
-
-def _requests(dep: Deployment, lb: Container, window_s: float) -> Iterator[Request]:
+def _requests(
+    dep: Deployment,
+    lb: Container,
+    running: dict[str, dict[str, facts.ContainerFact]],
+    window_s: float,
+) -> Iterator[Request]:
     """The requests the LB logged over the last `window_s` seconds."""
-    if dep.cluster.engine == "swarm":
-        return  # the LB's log is the service's (`syrcad logs lb`); not read here
-    host = dep.hosts[lb.host]
-    fact = facts.containers(host).get(lb.name)
+    fact = running.get(lb.host, {}).get(lb.name)
     if not fact or fact.state != "running":
         return
+    host = dep.hosts[lb.host]
     text = host.run(
         f"read the log of {lb.name}",
         lambda d: d.container.logs(fact.id, since=timedelta(seconds=window_s)),
@@ -174,15 +173,10 @@ def _replicas(
     dep: Deployment,
     stats: dict[str, list[dict[str, str]]],
     requests: dict[str, list[Request]],
+    running: dict[str, dict[str, facts.ContainerFact]],
     window_s: float,
 ) -> list[ReplicaRow]:
-    containers = {}
-    if dep.cluster.engine == "compose":
-        containers = {
-            name: fact.state
-            for host in dep.used_hosts()
-            for name, fact in facts.containers(host).items()
-        }
+    containers = {name: fact.state for found in running.values() for name, fact in found.items()}
     rows = []
     for service, backends in BALANCED.items():
         backend = backends[0].name  # the one `status` reports; socket.io follows it
