@@ -70,6 +70,14 @@ STAGES: tuple[tuple[Service, ...], ...] = (
 )
 
 
+# Services that read their mounted files only when they start (Rasa its endpoints and modules,
+# Prometheus its config and rules), and the folder of those files: a change restarts them.
+READ_AT_START: tuple[tuple[Service, str], ...] = (
+    ("frontend", "rasa/"),
+    ("prometheus", "prometheus/"),
+)
+
+
 # Steps of these actions run side by side when they come one after another on different hosts
 # (and in the same wave): each touches its own host only. Restarts and reloads stay one by one,
 # so the cluster never loses more than one replica's capacity to them at a time.
@@ -191,24 +199,18 @@ def up(
             )
     steps += [Step("remove-orphans", host) for host in hosts]
     for host in hosts:
-        frontends = [c for c in placement.on(host) if c.service == "frontend"]
-        if frontends and any(p.startswith("rasa/") for p in changed.get(host, ())):
-            names = _names(frontends)
-            steps.append(
-                Step("restart-kept", host, names, ready_within_s(frontends), "unless started anew")
-            )
-        # Prometheus reads its config and rules once, at start.
-        monitors = [c for c in placement.on(host) if c.service == "prometheus"]
-        if monitors and any(p.startswith("prometheus/") for p in changed.get(host, ())):
-            steps.append(
-                Step(
-                    "restart-kept",
-                    host,
-                    _names(monitors),
-                    ready_within_s(monitors),
-                    "unless started anew",
+        for service, folder in READ_AT_START:
+            kept = [c for c in placement.on(host) if c.service == service]
+            if kept and any(p.startswith(folder) for p in changed.get(host, ())):
+                steps.append(
+                    Step(
+                        "restart-kept",
+                        host,
+                        _names(kept),
+                        ready_within_s(kept),
+                        "unless started anew",
+                    )
                 )
-            )
     steps += [
         Step("reload-lb", lb.host, (lb.name,), note="unless started anew")
         for lb in placement.containers
