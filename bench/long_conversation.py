@@ -4,11 +4,10 @@ image, bot and model with its in-memory tracker store, turn by turn in step so t
 same moments of this machine.
 
 Rasa replays a sender's conversation on every turn, so both curves rise; what syrcad adds is the
-difference. Its tracker store reads the conversation once a turn, as the in-memory store
-deserialises it once; it does not read it again to save (syrcad_turns.MongoTrackerStore). The
-target: syrcad's added time in the last window no more than in the first, give or take NOISE_MS.
-What still grows is the Mongo server's own work: a save rewrites the conversation's document,
-which the SecantusDB stand-in does in Python (docs/runbook.md, "Long conversations").
+difference. Its tracker store keeps a conversation in chunks of events, saves by pushing into the
+last one and reads only what the frontend does not hold yet (syrcad_turns.MongoTrackerStore,
+syrcad_event_chunks.py). The target: syrcad's added time in the last window no more than in the
+first, give or take NOISE_MS.
 
     python bench/long_conversation.py    # about 5 minutes; writes bench/results/long_conversation.md
 """

@@ -209,12 +209,6 @@ CASES: dict[str, tuple[str, str]] = {
         BASE + "monitoring:\n  prometheus: true\n  host: app9\n",
         "{file}:12: monitoring.host: 'app9' is not a host of this file (app1, store1)",
     ),
-    "Prometheus under Swarm": (
-        "engine: swarm\n" + BASE + "monitoring:\n  prometheus: true\n",
-        "{file}:12: monitoring.prometheus: not available with engine: swarm yet (Prometheus "
-        "would need to find the tasks through Swarm); use engine: compose, or your own "
-        "Prometheus on the LBs' /metrics",
-    ),
     "YAML alias bomb": (
         BOMB,
         "{file}: document expands to too many nodes (YAML alias bomb?)",

@@ -47,8 +47,9 @@ def example_cluster(example: str) -> Cluster:
     cluster = load(EXAMPLES / file).cluster
     if variant == "ha":
         return highly_available(cluster)
-    if variant == "swarm":
-        return cluster.model_copy(update={"engine": "swarm"})
+    if variant == "swarm":  # with Prometheus, which the example leaves off
+        monitoring = cluster.monitoring.model_copy(update={"prometheus": True})
+        return cluster.model_copy(update={"engine": "swarm", "monitoring": monitoring})
     if variant != "postgres":
         return cluster
     hosts = {
@@ -159,6 +160,7 @@ def test_each_host_gets_only_what_is_placed_on_it(fixed_secrets: Secrets) -> Non
             "compose.yml",
             "rasa/endpoints.yml",
             "rasa/credentials.yml",
+            "rasa/syrcad_event_chunks.py",
             "rasa/syrcad_lock_store.py",
             "rasa/syrcad_store_breaker.py",
             "rasa/syrcad_turns.py",
@@ -169,6 +171,7 @@ def test_each_host_gets_only_what_is_placed_on_it(fixed_secrets: Secrets) -> Non
             "compose.yml",
             "rasa/endpoints.yml",
             "rasa/credentials.yml",
+            "rasa/syrcad_event_chunks.py",
             "rasa/syrcad_lock_store.py",
             "rasa/syrcad_store_breaker.py",
             "rasa/syrcad_turns.py",

@@ -133,6 +133,18 @@ def test_every_node_gets_the_images_of_its_roles_as_swarm_may_start_any_there() 
     ]
 
 
+def test_prometheus_runs_pinned_to_the_monitoring_host_which_alone_gets_its_image() -> None:
+    cluster = on_swarm(frontends=1, hosts=2)
+    monitoring = cluster.monitoring.model_copy(update={"prometheus": True})
+    cluster = cluster.model_copy(update={"monitoring": monitoring})
+    placement = place(cluster)
+    host = cluster.monitoring_host()
+    assert host == "app1"
+    assert cluster.images.prometheus in needed(cluster, placement, host)
+    assert cluster.images.prometheus not in needed(cluster, placement, "app2")
+    assert swarm.stack_services(placement)[-2:] == ("blackbox-1", "prometheus-1")
+
+
 def test_the_stack_keeps_compose_store_volumes_so_a_switch_keeps_the_data(
     fixed_secrets: Secrets,
 ) -> None:

@@ -4,10 +4,11 @@ Run inside a running frontend (`docker exec -i <frontend> python -c <this file> 
 reaches the store the way that frontend does, with the credentials of its endpoints.yml, so
 nothing about the store is published for the backup, and no secret travels in a command line.
 It imports no Rasa (a frontend's memory limit is sized for Rasa alone), only pymongo or
-SQLAlchemy, which Rasa brings.
+SQLAlchemy, which Rasa brings, and syrcad_event_chunks.py beside it.
 
 Both stores are read as Rasa stores them:
-- Mongo: a document per sender in `conversations`, its events in `events`;
+- Mongo: as syrcad's tracker store keeps them, in chunks of events (syrcad_event_chunks.py,
+  beside this file), and any conversation still in a document of Rasa's own store;
 - SQL: a row per event in `events`, the event's JSON in `data` (the other columns derived from
   it as rasa.core.tracker_store.SQLTrackerStore.save derives them).
 
@@ -86,26 +87,26 @@ class MongoStore:
             password=tracker.get("password"),
             authSource=tracker.get("auth_source", "admin"),
         )
-        self.collection = client[tracker.get("db", "rasa")][tracker.get("collection", "conversations")]
+        import syrcad_event_chunks
+
+        self.layout = syrcad_event_chunks
+        self.rasa_layout = client[tracker.get("db", "rasa")][tracker.get("collection", "conversations")]
+        self.chunks = syrcad_event_chunks.chunks_of(self.rasa_layout)
 
     def conversations(self) -> Iterator[Tuple[str, List[Dict[str, Any]]]]:
-        documents = self.collection.find({}, {"_id": 0, "sender_id": 1, "events": 1})
-        for document in documents.batch_size(FETCH):
-            yield document["sender_id"], list(document.get("events") or [])
+        return self.layout.read_all(self.rasa_layout, self.chunks, FETCH)
 
     def stored(self, senders: Iterable[str]) -> Dict[str, List[Dict[str, Any]]]:
-        found = self.collection.find(
-            {"sender_id": {"$in": list(senders)}}, {"_id": 0, "sender_id": 1, "events": 1}
-        )
-        return {d["sender_id"]: list(d.get("events") or []) for d in found}
+        return self.layout.read_many(self.rasa_layout, self.chunks, senders)
 
     def write(self, writes: List[Tuple[str, List[Dict[str, Any]], int]]) -> None:
+        # Conversations the store holds nothing of: one round trip for the whole batch.
+        whole = [c for sender, events, held in writes if not held for c in self.layout.as_chunks(sender, events)]
+        if whole:
+            self.chunks.insert_many(whole)
         for sender, events, held in writes:
             if held:
-                update = {"$push": {"events": {"$each": events[held:]}}}
-            else:
-                update = {"$set": {"events": events}}
-            self.collection.update_one({"sender_id": sender}, update, upsert=True)
+                self.layout.append(self.chunks, sender, held, events[held:])
 
 
 class SqlStore:

@@ -44,11 +44,13 @@ import itertools
 import logging
 import random
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Tuple, Type
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Type
 
 import aiohttp
+import cachetools
 import pymongo
 import pymongo.errors
 import sqlalchemy
@@ -61,9 +63,11 @@ from rasa.core.constants import DEFAULT_REQUEST_TIMEOUT
 from rasa.core.lock_store import LockError
 from rasa.core.tracker_store import MongoTrackerStore as _MongoTrackerStore
 from rasa.core.tracker_store import SQLTrackerStore as _SQLTrackerStore
+from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import RasaException
 from sanic import Blueprint, response
 from sanic.request import Request
+import syrcad_event_chunks as event_chunks
 from syrcad_store_breaker import PROBE_TIMEOUT_S, StoreNotAnswering, stores
 
 logger = logging.getLogger(__name__)
@@ -332,39 +336,119 @@ class _AbortOnStoreError:
 
 
 _store_calls = ThreadPoolExecutor(STORE_CALL_THREADS, thread_name_prefix="syrcad-tracker-store")
-# How many of a tracker's events (those of its latest session) the tracker store holds.
-_STORED_EVENTS = "_syrcad_stored_events"
+# Events of the conversations a frontend read or saved last that it keeps, all told: at most about
+# 40 MB of a frontend's memory (a user message's event holds about 4 KB); a 300-turn
+# conversation is some 1,500 events.
+HELD_EVENTS = 10_000
+# Where a tracker's events stand in the store: (the number of its first event in the whole
+# conversation, how many of its events the store holds).
+_STORED = "_syrcad_stored"
 
 
-class MongoTrackerStore(_AbortOnStoreError, _MongoTrackerStore):
-    """Rasa's Mongo tracker store (same keys as `type: mongod`), honest inside a turn, and a
-    save that does not read the conversation again.
+class _HeldConversations:
+    """The conversations this frontend read or saved last, up to HELD_EVENTS events in all, for
+    the store's worker threads."""
 
-    Rasa's save reads the sender's whole stored conversation to learn which of the tracker's
-    events are new, on every save: a cost that grows with the conversation (without it, syrcad
-    added 26 ms instead of 39 ms to turn 300, bench/long_conversation.py). A tracker this store
-    read or saved carries how many of its events the store holds, so its save pushes the rest
-    without reading; the lock store keeps anyone else from writing the conversation meanwhile. A
-    tracker that Rasa made afresh saves the way Rasa's does.
+    def __init__(self) -> None:
+        self._held: cachetools.LRUCache[str, List[Dict[str, Any]]] = cachetools.LRUCache(
+            HELD_EVENTS, getsizeof=len
+        )
+        self._lock = threading.Lock()
+
+    def get(self, sender: str) -> List[Dict[str, Any]]:
+        with self._lock:
+            return self._held.get(sender) or []
+
+    def put(self, sender: str, events: List[Dict[str, Any]]) -> None:
+        with self._lock:
+            if events and len(events) <= HELD_EVENTS:
+                self._held[sender] = events
+            else:
+                self._held.pop(sender, None)
+
+
+class _ChunkedMongoTrackerStore(_MongoTrackerStore):
+    """Rasa's Mongo tracker store (same keys as `type: mongod`), keeping each conversation in
+    chunks of events (syrcad_event_chunks.py, beside this file): a turn's save pushes its events
+    into the last chunk, never reading the conversation; a turn's read fetches only what the
+    frontend does not already hold. syrcad's cost per turn stays flat as a conversation grows,
+    where Rasa's store reads the whole conversation twice a turn and rewrites it once.
+
+    Any frontend still serves any turn: what it holds of a conversation is only a beginning of
+    it, checked against the store's copy of its last event on every read.
     """
 
-    UNANSWERED = (pymongo.errors.ConnectionFailure,)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._held = _HeldConversations()
+        super().__init__(*args, **kwargs)
+
+    def _ensure_indices(self) -> None:  # Rasa's __init__ calls it
+        super()._ensure_indices()
+        self.chunks = event_chunks.chunks_of(self.conversations)
+
+    def _conversation(self, sender: str) -> List[Dict[str, Any]]:
+        """Every event of `sender`'s conversation, oldest first."""
+        held = self._held.get(sender)
+        if held:
+            since_last = event_chunks.read(self.chunks, sender, len(held) - 1)
+            if since_last and _same_event(since_last[0], held[-1]):
+                events = held + since_last[1:]
+            else:  # the store's copy is not what this frontend held (a restore): read it all
+                held = []
+        if not held:
+            events = event_chunks.read(self.chunks, sender) or event_chunks.move_from_rasa_layout(
+                self.conversations, self.chunks, sender
+            )
+        self._held.put(sender, events)
+        return events
+
+    async def _retrieve(
+        self, sender_id: str, fetch_events_from_all_sessions: bool
+    ) -> Optional[List[Dict[str, Any]]]:
+        events = self._conversation(sender_id)
+        if fetch_events_from_all_sessions:
+            return events or None
+        return self._events_since_last_session_start(events) or None
 
     async def retrieve(self, sender_id: str) -> Any:
-        tracker = await super().retrieve(sender_id)
-        if tracker is not None:
-            setattr(tracker, _STORED_EVENTS, len(tracker.events))
+        events = self._conversation(sender_id)
+        session = self._events_since_last_session_start(events)
+        if not session:
+            return None
+        tracker = DialogueStateTracker.from_dict(sender_id, session, self.domain.slots)
+        setattr(tracker, _STORED, (len(events) - len(session), len(session)))
         return tracker
 
     async def save(self, tracker: Any) -> None:
-        await super().save(tracker)
-        setattr(tracker, _STORED_EVENTS, len(tracker.events))
+        await self.stream_events(tracker)
+        first, stored = getattr(tracker, _STORED, None) or self._stored_of_new(tracker.sender_id)
+        added = [event.as_dict() for event in itertools.islice(tracker.events, stored, None)]
+        event_chunks.append(self.chunks, tracker.sender_id, first + stored, added)
+        held = self._held.get(tracker.sender_id)
+        self._held.put(tracker.sender_id, held + added if len(held) == first + stored else [])
+        setattr(tracker, _STORED, (first, len(tracker.events)))
 
-    def _additional_events(self, tracker: Any) -> Iterator[Any]:
-        stored = getattr(tracker, _STORED_EVENTS, None)
-        if stored is None:
-            return super()._additional_events(tracker)  # type: ignore[no-any-return]
-        return itertools.islice(tracker.events, stored, len(tracker.events))
+    def _stored_of_new(self, sender: str) -> Tuple[int, int]:
+        """For a tracker Rasa made afresh: where its events stand, counted as Rasa's store counts
+        them (the store's events of the latest session are the tracker's first ones)."""
+        events = self._conversation(sender)
+        session = len(self._events_since_last_session_start(events))
+        return len(events) - session, session
+
+    async def keys(self) -> List[str]:
+        senders = self.chunks.distinct("sender_id")
+        senders += [d["sender_id"] for d in self.conversations.find({}, {"sender_id": 1})]
+        return list(dict.fromkeys(senders))
+
+
+def _same_event(stored: Dict[str, Any], held: Dict[str, Any]) -> bool:
+    return all(stored.get(key) == held.get(key) for key in ("event", "timestamp"))
+
+
+class MongoTrackerStore(_AbortOnStoreError, _ChunkedMongoTrackerStore):
+    """The chunked Mongo tracker store above, honest inside a turn."""
+
+    UNANSWERED = (pymongo.errors.ConnectionFailure,)
 
     def _answers(self) -> None:
         with pymongo.timeout(PROBE_TIMEOUT_S):

@@ -43,11 +43,12 @@ def image_of(cluster: Cluster, service: Service) -> str:
 
 def needed(cluster: Cluster, placement: Placement, host: str) -> list[str]:
     """The images the containers placed on `host` run; under Swarm, those of every role it
-    has, as Swarm may start any replica of those roles there."""
+    has as well, as Swarm may start any replica of those roles there."""
+    placed = {image_of(cluster, c.service) for c in placement.on(host)}
     if cluster.engine == "swarm":
         roles = cluster.hosts[host].roles
-        return sorted({image_of(cluster, s) for s in get_args(Service) if s in roles})
-    return sorted({image_of(cluster, c.service) for c in placement.on(host)})
+        placed |= {image_of(cluster, s) for s in get_args(Service) if s in roles}
+    return sorted(placed)
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,7 @@ def wanted_tasks(dep: Deployment) -> Counter[str]:
     """service → how many tasks it should run."""
     counts: Counter[str] = Counter()
     for container in dep.placement.containers:
-        if container.service in swarm.STORES:
+        if container.service in swarm.PINNED:
             counts[container.name] = 1
     counts["frontend"] = dep.cluster.services.frontend.replicas
     counts["action"] = dep.cluster.services.action.replicas

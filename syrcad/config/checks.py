@@ -173,12 +173,6 @@ def _swarm(cluster: Cluster) -> Found:
             "with engine: swarm the frontends reach the action LB over the swarm's network; "
             "it publishes no host port",
         )
-    if cluster.monitoring.prometheus:
-        yield (
-            ("monitoring", "prometheus"),
-            "not available with engine: swarm yet (Prometheus would need to find the tasks "
-            "through Swarm); use engine: compose, or your own Prometheus on the LBs' /metrics",
-        )
     if cluster.services.lb.virtual_address:
         yield (
             ("services", "lb", "virtual_address"),

@@ -10,16 +10,20 @@ volume, as under compose.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Literal
 
 from syrcad.config.model import Cluster, Role
-from syrcad.plan.placement import Placement, Service
+from syrcad.plan.placement import Placement, PortBinding, Service
 
 # A stack's services: the replicated ones by role, the LBs on every `lb` node, and one service
 # per store container (`mongo-1`), pinned to its host.
 REPLICATED: tuple[Literal["frontend", "action"], ...] = ("frontend", "action")
 GLOBAL: tuple[Literal["lb", "action-lb"], ...] = ("lb", "action-lb")
 STORES: tuple[Service, ...] = ("mongo", "postgres", "redis")
+# Prometheus and its blackbox exporter, pinned to the monitoring host like a store.
+MONITORING: tuple[Service, ...] = ("blackbox", "prometheus")
+PINNED = (*STORES, *MONITORING)
 # Servers an LB keeps for each replicated service (HAProxy's server-template): scaling within
 # them changes no LB config. More replicas than this re-render the LBs' config.
 SLOTS = 64
@@ -31,7 +35,8 @@ SwarmRole = Literal["manager", "worker"]
 def stack_services(placement: Placement) -> tuple[str, ...]:
     """The stack's service names, in start order."""
     stores = tuple(c.name for c in placement.containers if c.service in STORES)
-    return (*stores, "action", "frontend", "action-lb", "lb")
+    monitoring = tuple(c.name for c in placement.containers if c.service in MONITORING)
+    return (*stores, "action", "frontend", "action-lb", "lb", *monitoring)
 
 
 def slots(replicas: int) -> int:
@@ -84,7 +89,9 @@ def where(cluster: Cluster, placement: Placement) -> list[tuple[str, str, tuple[
     """For `syrcad plan`: each stack service, its task count, the hosts it may run on, and
     its published ports."""
     rows: list[tuple[str, str, tuple[str, ...], str]] = [
-        (c.name, "1", (c.host,), "-") for c in placement.containers if c.service in STORES
+        (c.name, "1", (c.host,), _listed(c.ports) if c.service in MONITORING else "-")
+        for c in placement.containers
+        if c.service in PINNED
     ]
     for service in REPLICATED:
         count = getattr(cluster.services, service).replicas
@@ -92,6 +99,9 @@ def where(cluster: Cluster, placement: Placement) -> list[tuple[str, str, tuple[
     for lb in GLOBAL:
         ports = placement.of(lb)[0].ports
         published = [p for p in ports if lb == "lb" or p.purpose == "stats"]
-        listed = ", ".join(f"{p.purpose} {p.host_port}" for p in published)
-        rows.append((lb, "1 per host", cluster.hosts_with("lb"), listed))
+        rows.append((lb, "1 per host", cluster.hosts_with("lb"), _listed(published)))
     return rows
+
+
+def _listed(ports: Iterable[PortBinding]) -> str:
+    return ", ".join(f"{p.purpose} {p.host_port}" for p in ports) or "-"

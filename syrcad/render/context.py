@@ -173,10 +173,7 @@ def host_context(
     store_ports: tuple[Target, ...] = ()
     if "prometheus" in services:
         lb_metrics = (*targets("lb", "stats"), *targets("action-lb", "stats"))
-        store_ports = (*trackers, *locks, *targets("sentinel", "sentinel"))
-        tracker = cluster.stores.tracker
-        if isinstance(tracker, PostgresTracker) and tracker.host:
-            store_ports = (Target("postgres", tracker.host, tracker.port), *store_ports)
+        store_ports = _probed_stores(cluster, *trackers, *locks, *targets("sentinel", "sentinel"))
     redis_primary = None
     if cluster.redis_sentinels():
         first = placement.of("redis")[0]
@@ -201,6 +198,14 @@ def host_context(
     )
 
 
+def _probed_stores(cluster: Cluster, *own: Target) -> tuple[Target, ...]:
+    """The stores Prometheus probes: syrcad's own, and an outside PostgreSQL the frontends use."""
+    tracker = cluster.stores.tracker
+    if isinstance(tracker, PostgresTracker) and tracker.host:
+        return (Target("postgres", tracker.host, tracker.port), *own)
+    return own
+
+
 def swarm_context(
     cluster: Cluster, placement: Placement, secrets: Secrets, host: str
 ) -> HostContext:
@@ -210,9 +215,25 @@ def swarm_context(
     def by_name(service: Service, port: int) -> tuple[Target, ...]:
         return tuple(Target(c.name, c.name, port) for c in placement.of(service))
 
+    def published(service: Service, purpose: str) -> tuple[Target, ...]:
+        return tuple(
+            Target(
+                c.name,
+                address_literal(str(cluster.hosts[c.host].address)),
+                c.port(purpose).host_port,
+            )
+            for c in placement.of(service)
+        )
+
     tracker_role = cluster.tracker_role()
     trackers = by_name(tracker_role, INNER_PORT[tracker_role]) if tracker_role else ()
     locks = by_name("redis", REDIS_PORT)
+    lb_metrics: tuple[Target, ...] = ()
+    store_ports: tuple[Target, ...] = ()
+    if placement.of("prometheus"):
+        # The LBs publish their stats on their hosts (host mode); the stores only on the network.
+        lb_metrics = (*published("lb", "stats"), *published("action-lb", "stats"))
+        store_ports = _probed_stores(cluster, *trackers, *locks)
     return HostContext(
         cluster=cluster,
         host=host,
@@ -227,4 +248,6 @@ def swarm_context(
         action_lb=Target("action-lb", "action-lb", LB_ACTIONS_PORT),
         sentinels=(),
         redis_primary=None,
+        lb_metrics=lb_metrics,
+        store_ports=store_ports,
     )

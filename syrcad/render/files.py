@@ -44,6 +44,7 @@ INSIDE = {
     "stats_user": placement.STATS_USER,
     "config_dir": placement.CONFIG_INSIDE,
     "haproxy_dir": placement.HAPROXY_CONFIG_INSIDE,
+    "prometheus_dir": f"{placement.CONFIG_INSIDE}/prometheus",
 }
 BACKEND_NAMES = {
     "rest": placement.BALANCED["frontend"][0].name,
@@ -71,7 +72,12 @@ CHECKS = {
 
 TRACKER_PASSWORD_FILE = "rasa/tracker-password"
 # syrcad's Python modules for Rasa, shipped as they are beside endpoints.yml (on PYTHONPATH).
-RASA_MODULES = ("syrcad_lock_store.py", "syrcad_store_breaker.py", "syrcad_turns.py")
+RASA_MODULES = (
+    "syrcad_event_chunks.py",
+    "syrcad_lock_store.py",
+    "syrcad_store_breaker.py",
+    "syrcad_turns.py",
+)
 RASA_MODULE_FILES: tuple[tuple[str, str, str], ...] = tuple(
     (f"rasa/{module}", f"compose/rasa/{module}", "frontend") for module in RASA_MODULES
 )

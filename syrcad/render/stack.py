@@ -29,6 +29,8 @@ STACK_FILES: tuple[tuple[str, str, str], ...] = (
     ("lb/haproxy.cfg", "haproxy/public.cfg.j2", "lb"),
     ("action-lb/haproxy.cfg", "haproxy/actions.cfg.j2", "lb"),
     ("swarm/leave_lbs_first.py", "compose/swarm/leave_lbs_first.py", "frontend"),
+    ("prometheus/prometheus.yml", "compose/prometheus/prometheus.yml.j2", "prometheus"),
+    ("prometheus/alerts.yml", "compose/prometheus/alerts.yml.j2", "prometheus"),
 )
 STACK_FILE = "stack.yml"
 
@@ -59,7 +61,8 @@ def render_stack(
     values = variables(ctx)
     values["resolve_names"] = True
     values["tracker_password_file"] = None  # no rotation under Swarm yet
-    values["inside"] = {**values["inside"], "haproxy_dir": "/run/secrets"}  # type: ignore[dict-item]
+    secrets_dir = {"haproxy_dir": "/run/secrets", "prometheus_dir": "/run/secrets"}
+    values["inside"] = {**values["inside"], **secrets_dir}  # type: ignore[dict-item]
     values["pools"] = {
         service: Pool(
             service,
@@ -100,6 +103,7 @@ def render_stack(
         **values,
         objects=objects,
         stores=[c for c in placement.containers if c.service in swarm.STORES],
+        monitoring=[c for c in placement.containers if c.service in swarm.MONITORING],
         lb_ports=lb_ports,
         labels_prefix=swarm.label_prefix(cluster),
     )

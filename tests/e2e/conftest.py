@@ -17,6 +17,7 @@ fails the run: these tests are never skipped silently.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -166,30 +167,75 @@ class WholeStore(StoredTrackers, Protocol):
 
     def copy(self, senders: list[str], copies: int) -> int:
         """Store `copies` copies of each of `senders`' conversations under new senders, written
-        straight into the store as Rasa writes them; how many conversations that made."""
+        straight into the store as the frontends write them; how many conversations that made."""
         ...
+
+
+def _event_chunks() -> Any:
+    """compose/rasa/syrcad_event_chunks.py: the layout the frontends keep conversations in."""
+    path = Path(__file__).resolve().parents[2] / "compose" / "rasa" / "syrcad_event_chunks.py"
+    spec = importlib.util.spec_from_file_location("syrcad_event_chunks", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EVENT_CHUNKS = _event_chunks()
+CHUNK_EVENTS: int = EVENT_CHUNKS.CHUNK_EVENTS
 
 
 @dataclass(frozen=True)
 class MongoTrackers:
+    """syrcad's Mongo tracker store: each conversation in documents of CHUNK_EVENTS events in
+    `conversations.chunks`, read here on their own (checking that the layout holds: chunks
+    0, 1, … with every one but the last full)."""
+
     client: Any
 
+    @property
+    def chunks(self) -> Any:
+        return self.client["rasa"]["conversations.chunks"]
+
     def events(self, sender: str) -> list[dict[str, Any]]:
-        document = self.client["rasa"]["conversations"].find_one({"sender_id": sender})
-        return list(document["events"]) if document else []
+        return self._joined(self.chunks.find({"sender_id": sender})).get(sender, [])
 
     def everything(self) -> dict[str, list[dict[str, Any]]]:
-        found = self.client["rasa"]["conversations"].find({}, {"sender_id": 1, "events": 1})
-        return {d["sender_id"]: list(d.get("events") or []) for d in found}
+        return self._joined(self.chunks.find({}))
+
+    @staticmethod
+    def _joined(documents: Any) -> dict[str, list[dict[str, Any]]]:
+        by_sender: dict[str, list[dict[str, Any]]] = {}
+        for document in documents:
+            by_sender.setdefault(document["sender_id"], []).append(document)
+        joined = {}
+        for sender, chunks in by_sender.items():
+            chunks.sort(key=lambda chunk: chunk["chunk"])
+            assert [c["chunk"] for c in chunks] == list(range(len(chunks))), sender
+            assert all(len(c["events"]) == CHUNK_EVENTS for c in chunks[:-1]), sender
+            joined[sender] = [event for chunk in chunks for event in chunk["events"]]
+        return joined
 
     def copy(self, senders: list[str], copies: int) -> int:
         documents = [
-            {"sender_id": f"copy-{n}-{sender}", "events": self.events(sender)}
+            chunk
             for sender in senders
+            for events in [self.events(sender)]
             for n in range(copies)
+            for chunk in EVENT_CHUNKS.as_chunks(f"copy-{n}-{sender}", events)
         ]
-        self.client["rasa"]["conversations"].insert_many(documents)
-        return len(documents)
+        self.chunks.insert_many(documents)
+        return len(senders) * copies
+
+    def put_in_rasa_layout(self, sender: str, events: list[dict[str, Any]]) -> None:
+        """Store a conversation as Rasa's own Mongo tracker store does: one document."""
+        self.client["rasa"]["conversations"].insert_one({"sender_id": sender, "events": events})
+
+    def in_rasa_layout(self) -> set[str]:
+        """The senders whose conversations are still in Rasa's own layout."""
+        return {
+            d["sender_id"] for d in self.client["rasa"]["conversations"].find({}, {"sender_id": 1})
+        }
 
 
 @dataclass(frozen=True)
@@ -417,8 +463,10 @@ def write_hosts_file(folder: Path, layout: Layout) -> Path:
         document["services"]["lb"]["trusted_sources"] = [f"{layout.second_client}/32"]
         document["services"]["lb"]["virtual_address"] = testhosts.VIRTUAL_ADDRESS
     document["stores"] = STORES
-    # Proven on the local layout (test_monitoring.py); the test hosts need not carry the image.
-    document["monitoring"] = {"prometheus": layout.name == "local", "port": PROMETHEUS_PORT}
+    # Proven on the local layout (test_monitoring.py) and under Swarm (test_swarm.py); the hosts
+    # layout need not carry the image.
+    monitored = layout.name in ("local", "swarm")
+    document["monitoring"] = {"prometheus": monitored, "port": PROMETHEUS_PORT}
     if layout.name == "swarm":  # replicas and stores publish no port under Swarm
         document["engine"] = "swarm"
         for service in ("frontend", "action"):

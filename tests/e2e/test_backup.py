@@ -5,6 +5,8 @@ too); the file is read and written through a frontend, as on any layout."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import subprocess
 import sys
 import time
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import OUTPUTS, E2ECluster, new_sender, syrcad
+from .conftest import OUTPUTS, E2ECluster, MongoTrackers, new_sender, syrcad
 from .driver import TURNS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_layout]
@@ -115,3 +117,35 @@ def test_a_backup_cut_short_is_refused_before_the_store_is_touched(
     assert refused.returncode == 2, refused
     assert str(cut) in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_conversations_in_rasas_own_mongo_layout_go_on_and_are_backed_up(
+    cluster: E2ECluster, tmp_path: Path
+) -> None:
+    """A conversation Rasa's own Mongo tracker store wrote (one document per sender, as a
+    cluster of an older syrcad holds them) goes on where it stopped, moved into syrcad's chunks
+    on its first read; one nobody wrote to since is in a backup all the same."""
+    if cluster.layout.tracker != "mongo":
+        pytest.skip("Rasa's own layout is the Mongo tracker store's")
+    store = cluster.store()
+    assert isinstance(store, MongoTrackers)
+    sender = new_sender()
+    for message, reply in TURNS[:2]:  # inside the form: the cuisine given, not the size
+        assert cluster.texts(sender, message)[0].startswith(reply)
+    events = store.events(sender)
+    going_on, left = new_sender(), new_sender()
+    store.put_in_rasa_layout(going_on, events)
+    store.put_in_rasa_layout(left, events)
+
+    size, booked = TURNS[2]
+    assert cluster.texts(going_on, size)[0].startswith(booked)
+    moved = store.events(going_on)
+    assert moved[: len(events)] == events and len(moved) > len(events)
+    assert store.in_rasa_layout() == {left}
+
+    backup = tmp_path / "conversations.jsonl.gz"
+    syrcad("backup", "--out", str(backup), "--hosts", str(cluster.hosts_file))
+    with gzip.open(backup, "rt", encoding="utf-8") as lines:
+        backed_up = {c.get("sender_id"): c.get("events") for c in map(json.loads, lines)}
+    assert backed_up[left] == events
+    assert backed_up[going_on] == moved

@@ -5,14 +5,12 @@ alert, which resolves once the replica is back (read through Prometheus's HTTP A
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-import requests
 
-from .conftest import PROMETHEUS_PORT, ROOT, E2ECluster, container
+from .conftest import ROOT, E2ECluster, container
+from .prometheus import all_targets_up, api, within
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_layout]
 
@@ -22,24 +20,6 @@ DASHBOARD = ROOT / "compose" / "prometheus" / "grafana-dashboard.json"
 FIRES_WITHIN_S = 60
 # Back: Rasa loads its model, HAProxy's rising checks, a scrape and an evaluation.
 RESOLVES_WITHIN_S = 240
-
-T = TypeVar("T")
-
-
-def api(cluster: E2ECluster, path: str, **params: str) -> Any:
-    url = f"http://{cluster.address_of('prometheus-1')}:{PROMETHEUS_PORT}/api/v1/{path}"
-    answer = requests.get(url, params=params, timeout=10)
-    answer.raise_for_status()
-    return answer.json()["data"]
-
-
-def within(seconds: float, probe: Callable[[], T | None], what: str) -> tuple[T, float]:
-    started = time.monotonic()
-    while (found := probe()) is None:
-        assert time.monotonic() - started < seconds, f"not within {seconds} s: {what}"
-        time.sleep(1)
-    return found, time.monotonic() - started
-
 
 DOWN_ALERTS = ("ReplicaDown", "BackendWithoutHealthyServer", "StoreUnreachable", "LbUnreachable")
 
@@ -63,11 +43,7 @@ def replica_down(cluster: E2ECluster, server: str) -> list[dict[str, Any]]:
 def test_prometheus_scrapes_every_lb_and_store(cluster: E2ECluster) -> None:
     store = "postgres-1" if cluster.layout.tracker == "postgres" else "mongo-1"
 
-    def all_up() -> list[dict[str, Any]] | None:
-        targets = api(cluster, "targets")["activeTargets"]
-        return targets if targets and all(t["health"] == "up" for t in targets) else None
-
-    targets, took = within(60, all_up, "every target up")
+    targets, took = within(60, lambda: all_targets_up(cluster), "every target up")
     print(f"\n{len(targets)} targets up after {took:.0f} s")
     scraped = {t["labels"].get("lb") or t["labels"].get("store") for t in targets}
     assert {"lb-1", "action-lb-1", store, "redis-1"} <= scraped

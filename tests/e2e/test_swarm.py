@@ -29,6 +29,7 @@ from syrcad.plan.placement import BALANCED
 from .conftest import LB, E2ECluster, Layout, new_sender, syrcad, write_hosts_file
 from .driver import Driver
 from .faults import link_cut
+from .prometheus import all_targets_up, api, within
 
 pytestmark = [pytest.mark.e2e, pytest.mark.swarm_layout]
 
@@ -104,7 +105,8 @@ def test_up_from_nothing_serves_a_booking_and_seals_the_api(swarm: E2ECluster) -
     assert status["engine"] == "swarm"
     running = sorted(r["service"] for r in status["replicas"] if r["state"] == "running")
     twice = ["action", "action-lb", "frontend", "lb"]
-    assert running == sorted([*twice, *twice, "mongo-1", "redis-1"])
+    pinned = ["mongo-1", "redis-1", "blackbox-1", "prometheus-1"]
+    assert running == sorted([*twice, *twice, *pinned])
     labels = {
         (n.spec.labels or {}).get("io.syrcad.e2e.host"): n.spec.labels
         for n in manager(swarm).node.list()
@@ -117,6 +119,20 @@ def test_up_from_nothing_serves_a_booking_and_seals_the_api(swarm: E2ECluster) -
     assert [n.manager_status is not None for n in manager(swarm).node.list()] == [True] * 3
     again = syrcad("up", "--hosts", str(swarm.hosts_file)).stdout
     assert "Nothing to change" in again
+
+
+def test_prometheus_scrapes_every_lb_host_and_probes_the_stores(swarm: E2ECluster) -> None:
+    """Prometheus, pinned to node1, scrapes both LBs of both LB hosts on their published stats
+    ports and probes the stores over the stack's network; what it reads is the cluster's state:
+    every frontend UP in each public LB."""
+    targets, took = within(60, lambda: all_targets_up(swarm), "every Prometheus target up")
+    print(f"\n{len(targets)} targets up after {took:.0f} s")
+    scraped = {t["labels"].get("lb") or t["labels"].get("store") for t in targets}
+    assert {"lb-1", "lb-2", "action-lb-1", "action-lb-2", "mongo-1", "redis-1"} <= scraped
+    replicas = swarm.deployment.cluster.services.frontend.replicas
+    query = 'count by (lb) (haproxy_server_status{proxy="frontends", state="UP"} == 1)'
+    up = {r["metric"]["lb"]: int(r["value"][1]) for r in api(swarm, "query", query=query)["result"]}
+    assert up == {"lb-1": replicas, "lb-2": replicas}, up
 
 
 def test_scale_and_rollout_under_load_without_an_lb_reload(swarm: E2ECluster) -> None:
