@@ -251,20 +251,40 @@ def tasks(dep: Deployment) -> list[TaskFact]:
     return boss.run("list the stack's tasks", read)
 
 
+def task_addresses(dep: Deployment, found: Sequence[TaskFact]) -> dict[str, TaskFact]:
+    """Each running task's address on the stack's network → the task: an LB's server-template
+    slot holds one of these addresses."""
+    network = swarm.network_name(dep.cluster)
+    addresses = {}
+    for task in found:
+        if task.state != "running" or not task.host or not task.container_id:
+            continue
+
+        def read(d: DockerClient, container: str = task.container_id) -> str:
+            networks = d.container.inspect(container).network_settings.networks or {}
+            attached = networks.get(network)
+            return str(attached.ip_address or "") if attached else ""
+
+        address = dep.hosts[task.host].run(f"inspect {task.service}.{task.slot}", read)
+        if address:
+            addresses[address] = task
+    return addresses
+
+
 def _stack_exists(d: DockerClient, name: str) -> bool:
     return any(s.name == name for s in d.stack.list())
 
 
-def model_ids(dep: Deployment) -> dict[str, str]:
+def model_ids(dep: Deployment, running: Sequence[TaskFact] | None = None) -> dict[str, str]:
     """frontend task → the model id it has loaded, asked inside its container (Swarm publishes
-    no frontend port)."""
+    no frontend port); of `running` (the stack's tasks, read now if not given)."""
     found = {}
     ask = (
         "import json, urllib.request as u; print(json.load(u.urlopen("
         f"'http://127.0.0.1:{RASA_PORT}/status?token={dep.secrets.rasa_token}', timeout=5))"
         "['model_id'])"
     )
-    for task in tasks(dep):
+    for task in tasks(dep) if running is None else running:
         if task.service != "frontend" or task.state != "running" or not task.host:
             continue
         container = task.container_id

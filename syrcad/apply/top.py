@@ -6,7 +6,8 @@ request): requests and 5xx answers a second, and p50/p99 of the time HAProxy mea
 request (%Ta: from the request's arrival to the last byte of the answer); HAProxy's counters
 have averages only. Per LB: sessions, queued requests, and the clients it refused for their rate
 (429 answers, by source address). Per store: whether its port takes a TCP connection from this
-machine, and how long the connect took.
+machine (under Swarm, where stores publish no port, from an LB's container), and how long the
+connect took.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import re
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
-from syrcad.apply import facts
+from python_on_whales import DockerClient
+from python_on_whales.exceptions import DockerException
+
+from syrcad.apply import facts, swarm
 from syrcad.apply.deployment import Deployment
 from syrcad.errors import SyrcadError
 from syrcad.plan.placement import BALANCED, Container, Service
@@ -48,7 +52,7 @@ class ReplicaRow:
     replica: str
     service: str
     host: str
-    container: str  # running, exited, … ("-" under Swarm: see `syrcad ps`)
+    container: str  # running, exited, … (its task's state under Swarm)
     lb: str  # UP, DOWN, DRAIN, MAINT as its LB(s) see it
     current: int  # requests in progress
     queued: int
@@ -103,19 +107,73 @@ def snapshot(dep: Deployment, window_s: float) -> Snapshot:
             f"cluster {dep.cluster.name}: no LB answers on its stats port; is it up?"
             " (`syrcad status`)"
         )
-    # Under Swarm, `syrcad ps` shows the tasks; the LBs' logs are their services' there.
-    running: dict[str, dict[str, facts.ContainerFact]] = {}
-    if dep.cluster.engine == "compose":
-        running = {host.name: facts.containers(host) for host in dep.used_hosts()}
-    requests = {lb.name: list(_requests(dep, lb, running, window_s)) for lb, _, _ in lbs}
+    running = _on_swarm(dep) if dep.cluster.engine == "swarm" else _on_compose(dep)
+    requests = {
+        lb.name: list(_requests(dep, lb, running.lbs.get(lb.name), window_s)) for lb, _, _ in lbs
+    }
     return Snapshot(
         dep.cluster.name,
         dep.cluster.engine,
         window_s,
         _replicas(dep, stats, requests, running, window_s),
         [_lb_row(lb, stats[lb.name], requests[lb.name]) for lb, _, _ in lbs],
-        [_store_row(dep, store) for store in _stores(dep)],
+        _store_rows(dep, running),
     )
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """A replica as its engine runs it."""
+
+    host: str
+    container: str  # its state: running, exited, … (a task's under Swarm)
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class _Running:
+    """What the engine runs: each LB's container (whose log holds its requests), each replica."""
+
+    lbs: dict[str, str]  # LB (lb-1) → its container's id, while it runs
+    by_server: dict[str, _Seen] = field(default_factory=dict)  # compose: the LB's server name
+    by_address: dict[str, _Seen] = field(default_factory=dict)  # Swarm: a slot holds a task's
+
+    def replica(self, server: str, address: str) -> _Seen | None:
+        return self.by_server.get(server) or self.by_address.get(address.rsplit(":", 1)[0])
+
+
+def _on_compose(dep: Deployment) -> _Running:
+    found = {host.name: facts.containers(host) for host in dep.used_hosts()}
+    lbs = {}
+    for lb, _, _ in _lbs(dep):
+        fact = found.get(lb.host, {}).get(lb.name)
+        if fact and fact.state == "running":
+            lbs[lb.name] = fact.id
+    replicas = {}
+    for service in BALANCED:
+        for replica in dep.placement.of(service):
+            fact = found.get(replica.host, {}).get(replica.name)
+            model = _model(dep, replica) if service == "frontend" else ""
+            replicas[replica.name] = _Seen(replica.host, fact.state if fact else "-", model)
+    return _Running(lbs, by_server=replicas)
+
+
+def _on_swarm(dep: Deployment) -> _Running:
+    tasks = swarm.tasks(dep)
+    models = swarm.model_ids(dep, tasks)
+    lbs = {}
+    for lb, _, _ in _lbs(dep):
+        mine = [
+            t for t in tasks if (t.service, t.host, t.state) == (lb.service, lb.host, "running")
+        ]
+        if mine:
+            lbs[lb.name] = mine[0].container_id
+    replicas = {
+        address: _Seen(task.host, task.state, models.get(f"{task.service}.{task.slot}", ""))
+        for address, task in swarm.task_addresses(dep, tasks).items()
+        if task.service in BALANCED
+    }
+    return _Running(lbs, by_address=replicas)
 
 
 LB_SERVICES: tuple[Service, ...] = ("lb", "action-lb")
@@ -131,19 +189,14 @@ def _lbs(dep: Deployment) -> list[tuple[Container, str, int]]:
 
 
 def _requests(
-    dep: Deployment,
-    lb: Container,
-    running: dict[str, dict[str, facts.ContainerFact]],
-    window_s: float,
+    dep: Deployment, lb: Container, container: str | None, window_s: float
 ) -> Iterator[Request]:
-    """The requests the LB logged over the last `window_s` seconds."""
-    fact = running.get(lb.host, {}).get(lb.name)
-    if not fact or fact.state != "running":
+    """The requests the LB logged over the last `window_s` seconds (none while it is not up)."""
+    if container is None:
         return
-    host = dep.hosts[lb.host]
-    text = host.run(
+    text = dep.hosts[lb.host].run(
         f"read the log of {lb.name}",
-        lambda d: d.container.logs(fact.id, since=timedelta(seconds=window_s)),
+        lambda d: d.container.logs(container, since=timedelta(seconds=window_s)),
     )
     for line in str(text).splitlines():
         found = _LOG_LINE.match(line)
@@ -173,16 +226,16 @@ def _replicas(
     dep: Deployment,
     stats: dict[str, list[dict[str, str]]],
     requests: dict[str, list[Request]],
-    running: dict[str, dict[str, facts.ContainerFact]],
+    running: _Running,
     window_s: float,
 ) -> list[ReplicaRow]:
-    containers = {name: fact.state for found in running.values() for name, fact in found.items()}
     rows = []
     for service, backends in BALANCED.items():
         backend = backends[0].name  # the one `status` reports; socket.io follows it
         states: dict[str, list[str]] = defaultdict(list)
         current: dict[str, int] = defaultdict(int)
         queued: dict[str, int] = defaultdict(int)
+        addresses: dict[str, str] = {}
         for lb in dep.placement.of(backends[0].lb):
             for row in stats.get(lb.name, []):
                 if row["pxname"] != backend or row["svname"] in ("FRONTEND", "BACKEND"):
@@ -190,25 +243,25 @@ def _replicas(
                 states[row["svname"]].append(row["status"].split(" ")[0])
                 current[row["svname"]] += int(row["scur"] or 0)
                 queued[row["svname"]] += int(row["qcur"] or 0)
+                addresses[row["svname"]] = row.get("addr") or ""
         served = [
             r
             for lb in dep.placement.of(backends[0].lb)
             for r in requests.get(lb.name, [])
             if r.backend in {b.name for b in backends}
         ]
-        placed = {c.name: c for c in dep.placement.of(service)}
         for server in sorted(states, key=_replica_order):
-            if server not in placed and set(states[server]) == {"MAINT"}:
+            seen = running.replica(server, addresses[server])
+            if seen is None and set(states[server]) == {"MAINT"}:
                 continue  # an unused slot of Swarm's server-template
             mine = [r for r in served if r.server == server]
             took = [r.took_ms for r in mine if r.took_ms >= 0]
-            replica = placed.get(server)
             rows.append(
                 ReplicaRow(
                     replica=server,
                     service=service,
-                    host=replica.host if replica else "-",
-                    container=containers.get(server, "-"),
+                    host=seen.host if seen else "-",
+                    container=seen.container if seen else "-",
                     lb="/".join(sorted(set(states[server]))),
                     current=current[server],
                     queued=queued[server],
@@ -217,7 +270,7 @@ def _replicas(
                     errors=round(sum(1 for r in mine if r.status >= 500) / window_s, 2),
                     p50_ms=percentile(took, 0.50),
                     p99_ms=percentile(took, 0.99),
-                    model=_model(dep, replica) if replica and service == "frontend" else "",
+                    model=seen.model if seen else "",
                 )
             )
     return rows
@@ -248,22 +301,46 @@ def _lb_row(lb: Container, stats: list[dict[str, str]], requests: list[Request])
     )
 
 
-def _stores(dep: Deployment) -> Iterable[tuple[Container, str, int]]:
-    if dep.cluster.engine == "swarm":
-        return []  # stores publish no port under Swarm
-    return [
-        (store, dep.hosts[store.host].address, store.ports[0].host_port)
-        for service in STORE_SERVICES
-        for store in dep.placement.of(service)
-    ]
+def _store_rows(dep: Deployment, running: _Running) -> list[StoreRow]:
+    stores = [s for service in STORE_SERVICES for s in dep.placement.of(service)]
+    if dep.cluster.engine == "compose":
+        return [_store_row(s, dep.hosts[s.host].address, s.ports[0].host_port) for s in stores]
+    # Stores publish no port under Swarm: connect from an LB's container, on the stack's network.
+    lb = next((lb for lb, _, _ in _lbs(dep) if lb.name in running.lbs), None)
+    return [_store_row_seen_from(dep, s, lb, running) for s in stores]
 
 
-def _store_row(dep: Deployment, store: tuple[Container, str, int]) -> StoreRow:
-    container, address, port = store
+def _store_row(store: Container, address: str, port: int) -> StoreRow:
     started = time.monotonic()
     try:
         with socket.create_connection((address, port), timeout=STORE_CONNECT_TIMEOUT_S):
             rtt: float | None = round((time.monotonic() - started) * 1000, 2)
     except OSError:
         rtt = None
-    return StoreRow(container.name, container.host, f"{address}:{port}", rtt is not None, rtt)
+    return StoreRow(store.name, store.host, f"{address}:{port}", rtt is not None, rtt)
+
+
+def _store_row_seen_from(
+    dep: Deployment, store: Container, lb: Container | None, running: _Running
+) -> StoreRow:
+    port = store.ports[0].container_port
+    target = f"{store.name}:{port}"
+    if lb is None:
+        return StoreRow(store.name, store.host, target, False, None)
+    # Microseconds of a TCP connect, timed by the LB container's bash; nothing when refused.
+    connect = (
+        "s=${EPOCHREALTIME/./}; "
+        f"timeout {STORE_CONNECT_TIMEOUT_S} bash -c 'exec 3<>/dev/tcp/{store.name}/{port}' "
+        "&& e=${EPOCHREALTIME/./} && echo $((e - s))"
+    )
+    container = running.lbs[lb.name]
+
+    def probe(d: DockerClient) -> str:
+        try:
+            return str(d.container.execute(container, ["bash", "-c", connect]))
+        except DockerException:
+            return ""
+
+    took_us = dep.hosts[lb.host].run(f"connect to {store.name} from {lb.name}", probe).strip()
+    rtt = round(int(took_us) / 1000, 2) if took_us.isdigit() else None
+    return StoreRow(store.name, store.host, target, rtt is not None, rtt)

@@ -61,6 +61,11 @@ def label_prefix(cluster: Cluster) -> str:
     return f"io.syrcad.{cluster.name}"
 
 
+def network_name(cluster: Cluster) -> str:
+    """The stack's overlay network, on which every task has its address."""
+    return f"{cluster.name}-swarm"
+
+
 def node_labels(cluster: Cluster, host: str) -> dict[str, str]:
     """The labels the stack's placement constraints read: the host's name and its roles."""
     prefix = label_prefix(cluster)

@@ -106,5 +106,6 @@ def render_stack(
         monitoring=[c for c in placement.containers if c.service in swarm.MONITORING],
         lb_ports=lb_ports,
         labels_prefix=swarm.label_prefix(cluster),
+        network=swarm.network_name(cluster),
     )
     return (*files, RenderedFile(host, PurePosixPath(STACK_FILE), stack))

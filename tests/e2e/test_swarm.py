@@ -27,7 +27,7 @@ from syrcad.plan import readiness
 from syrcad.plan.placement import BALANCED
 
 from .conftest import LB, E2ECluster, Layout, new_sender, syrcad, write_hosts_file
-from .driver import Driver
+from .driver import TURNS, Driver
 from .faults import link_cut
 from .prometheus import all_targets_up, api, within
 
@@ -133,6 +133,33 @@ def test_prometheus_scrapes_every_lb_host_and_probes_the_stores(swarm: E2ECluste
     query = 'count by (lb) (haproxy_server_status{proxy="frontends", state="UP"} == 1)'
     up = {r["metric"]["lb"]: int(r["value"][1]) for r in api(swarm, "query", query=query)["result"]}
     assert up == {"lb-1": replicas, "lb-2": replicas}, up
+
+
+def test_top_shows_each_task_where_swarm_runs_it(swarm: E2ECluster) -> None:
+    """`syrcad top` under Swarm: each LB slot that holds a task, with the task's host, state and
+    model; the requests of both LB hosts' logs; the stores, connected to from an LB's container."""
+    booking, asks_cuisine = TURNS[0]
+    for _ in range(10):
+        assert swarm.texts(new_sender(), booking)[0].startswith(asks_cuisine)
+    shown = syrcad("top", "--once", "--json", "--window", "120", "--hosts", str(swarm.hosts_file))
+    snap = json.loads(shown.stdout)
+    print(f"\n{json.dumps(snap['replicas'], indent=1)}\n{snap['stores']}")
+    assert snap["engine"] == "swarm"
+    services = swarm.deployment.cluster.services
+    for service in ("frontend", "action"):
+        rows = [r for r in snap["replicas"] if r["service"] == service]
+        assert len(rows) == getattr(services, service).replicas, rows
+        for row in rows:
+            assert row["host"] in ("node1", "node2"), row
+            assert (row["container"], row["lb"]) == ("running", "UP"), row
+    frontends = [r for r in snap["replicas"] if r["service"] == "frontend"]
+    assert len({r["model"] for r in frontends}) == 1 and frontends[0]["model"]
+    assert sum(r["requests"] for r in frontends) >= 10
+    timed = [r for r in frontends if r["p50_ms"] is not None]
+    assert timed and all(0 <= r["p50_ms"] <= r["p99_ms"] for r in timed), timed
+    stores = {s["store"]: s for s in snap["stores"]}
+    assert set(stores) == {"mongo-1", "redis-1"}
+    assert all(s["reachable"] and s["rtt_ms"] is not None for s in stores.values()), stores
 
 
 def test_scale_and_rollout_under_load_without_an_lb_reload(swarm: E2ECluster) -> None:
