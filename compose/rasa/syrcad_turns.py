@@ -402,14 +402,6 @@ class _ChunkedMongoTrackerStore(_MongoTrackerStore):
         self._held.put(sender, events)
         return events
 
-    async def _retrieve(
-        self, sender_id: str, fetch_events_from_all_sessions: bool
-    ) -> Optional[List[Dict[str, Any]]]:
-        events = self._conversation(sender_id)
-        if fetch_events_from_all_sessions:
-            return events or None
-        return self._events_since_last_session_start(events) or None
-
     async def retrieve(self, sender_id: str) -> Any:
         events = self._conversation(sender_id)
         session = self._events_since_last_session_start(events)
@@ -417,6 +409,14 @@ class _ChunkedMongoTrackerStore(_MongoTrackerStore):
             return None
         tracker = DialogueStateTracker.from_dict(sender_id, session, self.domain.slots)
         setattr(tracker, _STORED, (len(events) - len(session), len(session)))
+        return tracker
+
+    async def retrieve_full_tracker(self, conversation_id: str) -> Any:
+        events = self._conversation(conversation_id)
+        if not events:
+            return None
+        tracker = DialogueStateTracker.from_dict(conversation_id, events, self.domain.slots)
+        setattr(tracker, _STORED, (0, len(events)))
         return tracker
 
     async def save(self, tracker: Any) -> None:
