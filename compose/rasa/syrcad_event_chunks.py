@@ -49,7 +49,12 @@ def read(chunks: Collection, sender: str, start: int = 0) -> Events:
 
 def append(chunks: Collection, sender: str, position: int, events: Events) -> None:
     """Store `events` as `sender`'s events number `position`, `position` + 1, …; the caller holds
-    the conversation's lock, and `position` is how many events the store holds."""
+    the conversation's lock, and `position` is how many events the store holds.
+
+    Without that lock (Rasa's stock lock store, `stores.lock.atomic: false`), two frontends can
+    push into one chunk at once: it then holds more than CHUNK_EVENTS. Nothing is lost and the
+    order is the order of the pushes, but event numbers no longer tell the chunk, so a reader
+    that checks the last event it holds (syrcad_turns.py) reads such a conversation whole."""
     while events:
         chunk, held = divmod(position, CHUNK_EVENTS)
         fitting, events = events[: CHUNK_EVENTS - held], events[CHUNK_EVENTS - held :]

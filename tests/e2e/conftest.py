@@ -188,8 +188,7 @@ CHUNK_EVENTS: int = EVENT_CHUNKS.CHUNK_EVENTS
 @dataclass(frozen=True)
 class MongoTrackers:
     """syrcad's Mongo tracker store: each conversation in documents of CHUNK_EVENTS events in
-    `conversations.chunks`, read here on their own (checking that the layout holds: chunks
-    0, 1, … with every one but the last full)."""
+    `conversations.chunks`, read here on their own."""
 
     client: Any
 
@@ -203,6 +202,22 @@ class MongoTrackers:
     def everything(self) -> dict[str, list[dict[str, Any]]]:
         return self._joined(self.chunks.find({}))
 
+    def out_of_layout(self) -> list[str]:
+        """Senders whose chunks are not 0, 1, … with every one but the last full: what a
+        frontend writes under the conversation's lock (Rasa's stock lock store, which lets two
+        frontends write one conversation at once, can overfill a chunk)."""
+        numbered: dict[str, list[tuple[int, int]]] = {}
+        for document in self.chunks.find({}, {"sender_id": 1, "chunk": 1, "events": 1}):
+            numbered.setdefault(document["sender_id"], []).append(
+                (document["chunk"], len(document["events"]))
+            )
+        return [
+            sender
+            for sender, chunks in numbered.items()
+            if [n for n, _ in sorted(chunks)] != list(range(len(chunks)))
+            or any(size != CHUNK_EVENTS for _, size in sorted(chunks)[:-1])
+        ]
+
     @staticmethod
     def _joined(documents: Any) -> dict[str, list[dict[str, Any]]]:
         by_sender: dict[str, list[dict[str, Any]]] = {}
@@ -211,8 +226,6 @@ class MongoTrackers:
         joined = {}
         for sender, chunks in by_sender.items():
             chunks.sort(key=lambda chunk: chunk["chunk"])
-            assert [c["chunk"] for c in chunks] == list(range(len(chunks))), sender
-            assert all(len(c["events"]) == CHUNK_EVENTS for c in chunks[:-1]), sender
             joined[sender] = [event for chunk in chunks for event in chunk["events"]]
         return joined
 
