@@ -61,7 +61,8 @@ def render_stack(
     values = variables(ctx)
     values["resolve_names"] = True
     values["tracker_password_file"] = None  # no rotation under Swarm yet
-    secrets_dir = {"haproxy_dir": "/run/secrets", "prometheus_dir": "/run/secrets"}
+    # Every file is a secret, in the one folder where Swarm mounts them (swarm_context's).
+    secrets_dir = {"haproxy_dir": ctx.config_dir, "prometheus_dir": ctx.config_dir}
     values["inside"] = {**values["inside"], **secrets_dir}  # type: ignore[dict-item]
     values["pools"] = {
         service: Pool(
