@@ -11,3 +11,4 @@ python scale_under_load.py
 python cpu_share.py
 python host_loss.py
 python long_conversation.py
+python tracker_layout.py
