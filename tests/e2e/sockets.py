@@ -95,6 +95,16 @@ class SocketUser:
             self.disconnects += 1
         self._confirmed.clear()
 
+    def wait_reconnected(self, connects: int, timeout: float = REPLY_TIMEOUT_S) -> None:
+        """Wait until this client has connected `connects` times in all and holds its session
+        again: a socket cut by the LB comes back by itself, before the user says anything."""
+        deadline = time.monotonic() + timeout
+        while self.connects < connects and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.connects < connects:
+            raise TimeoutError(f"{self.session_id}: {self.connects} connects, not {connects}")
+        self.wait_confirmed(max(0.0, deadline - time.monotonic()))
+
     def wait_confirmed(self, timeout: float = REPLY_TIMEOUT_S) -> None:
         if not self._confirmed.wait(timeout):
             raise TimeoutError(f"no session_confirm for {self.session_id} in {timeout:.0f}s")
