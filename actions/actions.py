@@ -57,7 +57,11 @@ class ActionConfirmBooking(Action):
             :8
         ]
         dispatcher.utter_message(
-            text=f"Booked: a table for {people} ({cuisine} cuisine). Reference {reference.upper()}.",
+            # The bot's own words (each language's domain), filled with the slots and reference.
+            response="utter_booked",
+            people=people,
+            cuisine=cuisine,
+            reference=reference.upper(),
             # Under "data": Rasa's socket.io channel emits a custom payload's keys as emit()'s
             # arguments, and any other key fails the send (and every reply after it).
             json_message={"data": {"served_by": socket.gethostname(), "reference": reference}},

@@ -7,10 +7,14 @@ turns). Replies are checked: a wrong or empty answer counts as a failure (Rasa i
     locust -f loadtest/locustfile.py --host http://127.0.0.1:8080             # web UI
     syrcad loadtest --hosts examples/local.yml --headless -u 20 -r 5 -t 1m    # headless, CSV + HTML
     python loadtest/locustfile.py http://127.0.0.1:8080                       # one user, for debugging
+
+With several bots, `--languages en,de` mixes users of both, routed by metadata.locale, and
+`--path-prefix /bots/de` talks to one bot (`syrcad loadtest` sets these from hosts.yml).
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 import uuid
 from typing import Any
@@ -19,12 +23,38 @@ from locust import HttpUser, between, events, run_single_user, task
 from locust.env import Environment
 
 WEBHOOK = "/webhooks/rest/webhook"
-GREETING = "Hello! I can book you a table. Just say 'book a table'."
-ASK_CUISINE = "Which cuisine would you like?"
-ASK_PEOPLE = "For how many people?"
-HOURS = "We are open every day from 11:00 to 23:00."
-BYE = "Goodbye, enjoy your meal!"
-ANYTHING_ELSE = "Anything else I can do for you?"
+# What a user says in each language, and how the bot's answer begins: (message, reply).
+LINES: dict[str, dict[str, tuple[str, str]]] = {
+    "en": {
+        "greet": ("hello", "Hello! I can book you a table. Just say 'book a table'."),
+        "hours": ("when are you open", "We are open every day from 11:00 to 23:00."),
+        "bye": ("bye", "Goodbye, enjoy your meal!"),
+        "book": ("I want to book a table", "Which cuisine would you like?"),
+        "cuisine": ("indian", "For how many people?"),
+        "people": ("6", "Booked: a table for 6 (indian cuisine)."),
+        "no": ("no thanks", "Goodbye, enjoy your meal!"),
+        "book again": ("book a table", "Which cuisine would you like?"),
+        "cuisine again": ("french", "For how many people?"),
+        "people again": ("2", "Booked: a table for 2 (french cuisine)."),
+    },
+    "de": {
+        "greet": ("hallo", "Hallo! Ich reserviere Ihnen gern einen Tisch."),
+        "hours": ("wann haben sie geöffnet", "Wir haben täglich von 11:00 bis 23:00 Uhr geöffnet."),
+        "bye": ("tschüss", "Auf Wiedersehen, guten Appetit!"),
+        "book": ("ich möchte einen tisch reservieren", "Welche Küche möchten Sie?"),
+        "cuisine": ("italienisch", "Für wie viele Personen?"),
+        "people": ("6", "Gebucht: ein Tisch für 6 (italienisch Küche)."),
+        "no": ("nein danke", "Auf Wiedersehen, guten Appetit!"),
+        "book again": ("tisch reservieren", "Welche Küche möchten Sie?"),
+        "cuisine again": ("französisch", "Für wie viele Personen?"),
+        "people again": ("2", "Gebucht: ein Tisch für 2 (französisch Küche)."),
+    },
+}
+ANYTHING_ELSE = {
+    "en": "Anything else I can do for you?",
+    "de": "Kann ich sonst noch etwas für Sie tun?",
+}
+_next_user = itertools.count()
 
 
 @events.init_command_line_parser.add_listener
@@ -43,6 +73,28 @@ def _thresholds(parser: Any) -> None:
         include_in_web_ui=False,
         help="Exit non-zero when the 95th percentile response time is above this (0: no limit).",
     )
+    parser.add_argument(
+        "--languages",
+        default="en",
+        help="Comma-separated: the users speak these in turn, each naming its language in "
+        "metadata.locale (a cluster with bots routes by it).",
+    )
+    parser.add_argument(
+        "--path-prefix",
+        default="",
+        help="Before the webhook path: /bots/NAME talks to one bot of a cluster with bots.",
+    )
+
+
+@events.init.add_listener
+def _known_languages(environment: Environment, **_: Any) -> None:
+    options = environment.parsed_options
+    unknown = set((options.languages if options else "en").split(",")) - set(LINES)
+    if unknown:
+        sys.exit(
+            f"--languages: no conversation written in {', '.join(sorted(unknown))} "
+            f"(written: {', '.join(LINES)})"
+        )
 
 
 @events.quitting.add_listener
@@ -71,12 +123,31 @@ class ChatUser(HttpUser):
 
     def on_start(self) -> None:
         self.sender = str(uuid.uuid4())
+        options = self.environment.parsed_options
+        languages = (options.languages if options else "en").split(",")
+        self.language = languages[next(_next_user) % len(languages)]
+        self.webhook = (options.path_prefix if options else "").rstrip("/") + WEBHOOK
+        # Named by language when the users speak several, so each shows apart in the report.
+        self.prefix = f"{self.language}: " if len(languages) > 1 else ""
+
+    def new_visit(self) -> None:
+        """The next visit is a new person speaking the same language."""
+        self.sender = str(uuid.uuid4())
+
+    def turn(self, line: str, name: str) -> list[dict[str, Any]]:
+        """Say `line` (LINES) in this user's language; fail unless the bot answers as it should."""
+        message, expected = LINES[self.language][line]
+        return self.say(message, expected, self.prefix + name)
 
     def say(self, message: str, expected: str | None, name: str) -> list[dict[str, Any]]:
         """Send one turn; fail it unless the bot's first text is `expected` (prefix match)."""
         with self.client.post(
-            WEBHOOK,
-            json={"sender": self.sender, "message": message},
+            self.webhook,
+            json={
+                "sender": self.sender,
+                "message": message,
+                "metadata": {"locale": self.language},
+            },
             name=name,
             catch_response=True,
         ) as response:
@@ -102,10 +173,10 @@ class ShortExchange(ChatUser):
 
     @task
     def chat(self) -> None:
-        self.say("hello", GREETING, "greet")
-        self.say("when are you open", HOURS, "opening hours")
-        self.say("bye", BYE, "goodbye")
-        self.on_start()  # the next visit is a new person
+        self.turn("greet", "greet")
+        self.turn("hours", "opening hours")
+        self.turn("bye", "goodbye")
+        self.new_visit()
 
 
 class SlotFilling(ChatUser):
@@ -115,22 +186,20 @@ class SlotFilling(ChatUser):
 
     @task
     def book(self) -> None:
-        self.say("hi", GREETING, "greet")
-        self.say("I want to book a table", ASK_CUISINE, "booking: start")
-        self.say("indian", ASK_PEOPLE, "booking: cuisine")
-        replies = self.say(
-            "6", "Booked: a table for 6 (indian cuisine).", "booking: people (action)"
-        )
-        if replies and ANYTHING_ELSE not in [r.get("text") for r in replies]:
+        self.turn("greet", "greet")
+        self.turn("book", "booking: start")
+        self.turn("cuisine", "booking: cuisine")
+        replies = self.turn("people", "booking: people (action)")
+        if replies and ANYTHING_ELSE[self.language] not in [r.get("text") for r in replies]:
             events.request.fire(
                 request_type="CHECK",
-                name="booking: follow-up",
+                name=self.prefix + "booking: follow-up",
                 response_time=0,
                 response_length=0,
                 exception=AssertionError("no follow-up question"),
             )
-        self.say("no thanks", BYE, "goodbye")
-        self.on_start()
+        self.turn("no", "goodbye")
+        self.new_visit()
 
 
 class RepeatBooker(ChatUser):
@@ -141,9 +210,9 @@ class RepeatBooker(ChatUser):
 
     @task
     def book_again(self) -> None:
-        self.say("book a table", ASK_CUISINE, "booking: start")
-        self.say("french", ASK_PEOPLE, "booking: cuisine")
-        self.say("2", "Booked: a table for 2 (french cuisine).", "booking: people (action)")
+        self.turn("book again", "booking: start")
+        self.turn("cuisine again", "booking: cuisine")
+        self.turn("people again", "booking: people (action)")
 
 
 if __name__ == "__main__":

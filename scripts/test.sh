@@ -16,3 +16,5 @@ python -m pytest --tracker postgres tests/e2e/test_backup.py tests/e2e/test_clus
 python -m pytest tests/e2e --layout hosts "$@"
 # The same three hosts as one swarm (engine: swarm): its own cluster and tests.
 python -m pytest tests/e2e/test_swarm.py --layout swarm "$@"
+# Two bots (English, German) behind one entry point, on this machine: its own cluster and tests.
+python -m pytest tests/e2e/test_bots.py --layout bots "$@"

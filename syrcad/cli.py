@@ -30,7 +30,7 @@ from syrcad.config.secrets import ensure as ensure_secrets
 from syrcad.config.secrets import secrets_path
 from syrcad.config.state import SCALABLE, parse_counts, put_back, read_state, state_path
 from syrcad.errors import SyrcadError, UsageError
-from syrcad.loadtest import LoadOptions, locust_argv, public_url
+from syrcad.loadtest import LoadOptions, bot_traffic, locust_argv, public_url
 from syrcad.plan import commands
 from syrcad.plan.steps import Plan
 from syrcad.plan.swarm import stack_services
@@ -53,6 +53,10 @@ HostsFile = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+BotOption = Annotated[
+    str | None,
+    typer.Option("--bot", help="One bot of hosts.yml's `bots:` (default: every bot)."),
+]
 DryRun = Annotated[
     bool,
     typer.Option("--dry-run", help="Print the steps it would take; change nothing, take no lock."),
@@ -130,25 +134,31 @@ def plan_command(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) 
             "host": c.host,
             "address": str(loaded.cluster.hosts[c.host].address),
             "service": c.service,
+            **({"bot": c.bot} if c.bot else {}),
             "replica": c.replica,
             "container": c.name,
             "ports": {p.purpose: p.host_port for p in c.ports},
         }
         for c in placement.containers
     ]
+    several = bool(loaded.cluster.bots)
     if as_json:
         out.print_json(json.dumps({"cluster": loaded.cluster.name, "containers": rows}))
         return
     table = Table(title=f"cluster {loaded.cluster.name} ({hosts})")
-    for column in ("host", "service", "replica", "container", "ports"):
+    columns = ("host", "service", *(["bot"] if several else []), "replica", "container", "ports")
+    for column in columns:
         table.add_column(column, justify="right" if column == "replica" else "left")
     table.caption = "\n".join(_state_notes(loaded.path, file_cluster)) or None
     for host in loaded.cluster.hosts:
-        for row in (r for r in rows if r["host"] == host):
+        # A host's replicas grouped by bot: each bot's pool together.
+        mine = sorted((r for r in rows if r["host"] == host), key=lambda r: str(r.get("bot", "")))
+        for row in mine:
             ports = ", ".join(f"{k} {v}" for k, v in dict(row["ports"]).items())  # type: ignore[call-overload]
             table.add_row(
                 f"{host} ({row['address']})",
                 str(row["service"]),
+                *([str(row.get("bot", "-"))] if several else []),
                 str(row["replica"]),
                 str(row["container"]),
                 ports,
@@ -190,10 +200,9 @@ def _state_notes(hosts: Path, file_cluster: config.Cluster) -> list[str]:
         f"(hosts.yml says {record.file_replicas})"
         for name, record in state.live(file_cluster).items()
     ]
-    if state.model:
-        notes.append(
-            f"frontend model pinned to {state.model} by a failed rollout ({state_path(hosts)})"
-        )
+    for bot, model in state.models.items():
+        whose = f"bot {bot}'s frontend model" if bot else "frontend model"
+        notes.append(f"{whose} pinned to {model} by a failed rollout ({state_path(hosts)})")
     return notes
 
 
@@ -368,14 +377,23 @@ def ps(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) -> None:
 
 
 @app.command()
-def status(hosts: HostsFile = Path("hosts.yml"), as_json: AsJson = False) -> None:
+def status(
+    hosts: HostsFile = Path("hosts.yml"), bot: BotOption = None, as_json: AsJson = False
+) -> None:
     """Per replica: container state, load-balancer state (UP/DOWN/DRAIN) and loaded model id."""
-    _status_table(hosts, as_json, with_lb=True)
+    _status_table(hosts, as_json, with_lb=True, bot=bot)
 
 
-def _status_table(hosts: Path, as_json: bool, with_lb: bool) -> None:
+def _status_table(hosts: Path, as_json: bool, with_lb: bool, bot: str | None = None) -> None:
     dep = deployment.prepare(hosts)
-    rows = [row.as_dict(with_lb) for row in inspect.status(dep, with_lb=with_lb)]
+    if bot is not None:
+        planning.known_bot(dep.cluster, bot)
+    several = bool(dep.cluster.bots)
+    rows = [
+        row.as_dict(with_lb, with_bot=several)
+        for row in inspect.status(dep, with_lb=with_lb)
+        if bot is None or row.bot in (bot, "")
+    ]
     engine = dep.cluster.engine
     if as_json:
         out.print_json(
@@ -484,22 +502,39 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
     ] = False,
     tail: Annotated[int, typer.Option("--tail", help="Lines from the end of each log.")] = 100,
+    bot: BotOption = None,
 ) -> None:
-    """Print the logs of a service's containers on every host."""
+    """Print the logs of a service's containers on every host (one bot's frontends with --bot)."""
     dep = deployment.prepare(hosts)
-    for line in inspect.logs(dep, service, follow=follow, tail=tail):
+    if bot is not None:
+        planning.known_bot(dep.cluster, bot)
+    for line in inspect.logs(dep, service, follow=follow, tail=tail, bot=bot):
         out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
 def train(
-    hosts: HostsFile = Path("hosts.yml"), dry_run: DryRun = False, as_json: AsJson = False
+    hosts: HostsFile = Path("hosts.yml"),
+    bot: BotOption = None,
+    then_rollout: Annotated[
+        bool,
+        typer.Option(
+            "--rollout", help="Then take the new model to the bot's frontends, one at a time."
+        ),
+    ] = False,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
 ) -> None:
-    """Train the bot in a one-off container; the model is written into the shared project."""
+    """Train the bot (or each bot) in a one-off container on the training host; the model is
+    written into the bot's shared project."""
     dep = deployment.prepare(hosts)
-    run = _apply(hosts, planning.train(dep), dry_run, as_json, lambda report: Run(dep, report))
+    run = _apply(hosts, planning.train(dep, bot), dry_run, as_json, lambda report: Run(dep, report))
     if run and not as_json:
-        out.print(f"Trained: {run.trained or 'a new model'} in {dep.cluster.project.path}")
+        for name, model in run.trained.items():
+            whose = f"bot {name}: " if name else ""
+            out.print(f"{whose}trained {model or 'a new model'} in {dep.cluster.project_of(name)}")
+    if then_rollout and (run or dry_run):
+        rollout(hosts, "frontend", batch=1, bot=bot, dry_run=dry_run, as_json=as_json)
 
 
 @app.command("scale")
@@ -509,12 +544,13 @@ def scale_command(
         typer.Argument(help="SERVICE=COUNT, e.g. frontend=8 action=3", show_default=False),
     ],
     hosts: HostsFile = Path("hosts.yml"),
+    bot: BotOption = None,
     dry_run: DryRun = False,
     as_json: AsJson = False,
 ) -> None:
     """Change replica counts under traffic: new replicas join their LB once ready, removed ones drain first."""
     counts = parse_counts(assignments)
-    plan, old, new, state = planning.scale(hosts, counts)
+    plan, old, new, state = planning.scale(hosts, counts, bot)
     started = time.monotonic()
     run = _apply(
         hosts, plan, dry_run, as_json, lambda report: Run(new, report, before=old, state=state)
@@ -554,22 +590,26 @@ def rollout(
         str, typer.Option(help="frontend (new model or image) or action (new image/code).")
     ] = "frontend",
     batch: Annotated[int, typer.Option(min=1, help="Replicas replaced at a time.")] = 1,
+    bot: BotOption = None,
     dry_run: DryRun = False,
     as_json: AsJson = False,
 ) -> None:
     """Replace replicas a batch at a time (drain, recreate, ready, enable) for a new model or image."""
     if service not in SCALABLE:
         raise UsageError(f"--service {service}: expected one of {', '.join(SCALABLE)}")
-    plan, dep, state = planning.rollout(hosts, service, batch)
+    plan, dep, state = planning.rollout(hosts, service, batch, bot)
     run = _apply(hosts, plan, dry_run, as_json, lambda report: Run(dep, report, state=state))
     if run is None or as_json:
         return
     if dep.cluster.engine == "swarm":
         out.print(f"Swarm replaced every task of {service}, {batch} at a time")
     else:
-        out.print(f"replaced: {', '.join(c.name for c in dep.placement.of(service))}")
-    if run.model_ids:
-        out.print(f"every frontend runs model {next(iter(run.model_ids))}")
+        out.print(f"replaced: {', '.join(c.name for c in dep.placement.of(service, bot))}")
+    if len(run.model_ids) == 1:
+        whose = f"bot {bot}'s" if bot else "every"
+        out.print(f"{whose} frontend runs model {next(iter(run.model_ids))}")
+    elif run.model_ids:
+        out.print(f"each bot's frontends run one model: {', '.join(sorted(run.model_ids))}")
 
 
 @app.command()
@@ -597,11 +637,25 @@ def loadtest(
         float, typer.Option(help="Fail (exit 1) above this p95 in ms; 0 = no limit.")
     ] = 0,
     web_port: Annotated[int, typer.Option(help="Port of the Locust web UI.")] = 8089,
+    bot: BotOption = None,
 ) -> None:
-    """Load-test the cluster's public URL with Locust: the web UI, or --headless with a report."""
+    """Load-test the cluster's public URL with Locust: the web UI, or --headless with a report.
+    With bots, the users speak each bot's language in turn (or talk to one bot: --bot)."""
     loaded, placement, _ = _load(hosts)
+    if bot is not None:
+        planning.known_bot(loaded.cluster, bot)
+    languages, path_prefix = bot_traffic(loaded.cluster, bot)
     options = LoadOptions(
-        headless, users, spawn_rate, run_time, out_dir, max_fail_ratio, max_p95_ms, web_port
+        headless,
+        users,
+        spawn_rate,
+        run_time,
+        out_dir,
+        max_fail_ratio,
+        max_p95_ms,
+        web_port,
+        languages,
+        path_prefix,
     )
     url = public_url(loaded.cluster, placement)
     if headless:
@@ -688,33 +742,53 @@ def backup(
         Path, typer.Option("--out", "-o", help="The backup file to write (gzip JSON lines).")
     ],
     hosts: HostsFile = Path("hosts.yml"),
+    bot: BotOption = None,
 ) -> None:
-    """Every conversation (tracker events) and the cluster's state file, into one file."""
+    """Every conversation (tracker events) and the cluster's state file, into one file; with
+    bots, one bot's conversations (--bot) per file."""
     dep = deployment.prepare(hosts)
+    chosen = _one_bot(dep.cluster, bot, "backed up")
     state = state_path(hosts)
     started = time.monotonic()
     counts = conversations.backup(
-        dep, out_file, state.read_text(encoding="utf-8") if state.exists() else None
+        dep, out_file, state.read_text(encoding="utf-8") if state.exists() else None, chosen
     )
+    whose = f" (bot {chosen})" if chosen else ""
     out.print(
         f"Backed up {counts.conversations} conversations ({counts.events} events) of cluster"
-        f" {dep.cluster.name} to {out_file} in {time.monotonic() - started:.1f} s."
+        f" {dep.cluster.name}{whose} to {out_file} in {time.monotonic() - started:.1f} s."
     )
+
+
+def _one_bot(cluster: config.Cluster, bot: str | None, done: str) -> str:
+    """The bot a command on conversations acts on: `bot`, or the only one."""
+    if bot is not None:
+        planning.known_bot(cluster, bot)
+        return bot
+    if cluster.bots:
+        raise UsageError(
+            f"each bot's conversations are {done} on their own: give --bot, one of: "
+            f"{', '.join(cluster.bots)}"
+        )
+    return ""
 
 
 @app.command()
 def restore(
     backup_file: Annotated[Path, typer.Argument(help="A file written by `syrcad backup`.")],
     hosts: HostsFile = Path("hosts.yml"),
+    bot: BotOption = None,
 ) -> None:
     """Load a backup's conversations into the tracker store (Mongo or PostgreSQL, this cluster
-    or another). Safe to repeat: a conversation the store holds as backed up is left alone, one
-    that went on since is kept as it is. The state file comes back where there is none."""
+    or another; with bots, as one bot's: --bot). Safe to repeat: a conversation the store holds
+    as backed up is left alone, one that went on since is kept as it is. The state file comes
+    back where there is none."""
     header, counts = conversations.read_header(backup_file)
     dep = deployment.prepare(hosts)
+    chosen = _one_bot(dep.cluster, bot, "restored")
     started = time.monotonic()
     with _changing(hosts):
-        summary = conversations.restore(dep, backup_file)
+        summary = conversations.restore(dep, backup_file, chosen)
     out.print(
         f"Restored into cluster {dep.cluster.name} from {header.cluster}'s backup of"
         f" {header.created} ({counts.conversations} conversations) in"

@@ -21,6 +21,22 @@ class LoadOptions:
     max_fail_ratio: float = 0.01
     max_p95_ms: float = 0
     web_port: int = 8089
+    # With bots: the languages the users speak in turn (routed by metadata.locale), and the
+    # path of one bot (/bots/NAME) when the test is for that bot alone.
+    languages: tuple[str, ...] = ("en",)
+    path_prefix: str = ""
+
+
+def bot_traffic(cluster: Cluster, bot: str | None) -> tuple[tuple[str, ...], str]:
+    """(languages, path prefix) of a load test of `bot`, or of every bot mixed by language."""
+
+    def language(name: str) -> str:
+        locales = cluster.bots[name].routes.locales
+        return locales[0].replace("_", "-").split("-")[0] if locales else "en"
+
+    if bot:
+        return (language(bot),), f"/bots/{bot}"
+    return tuple(dict.fromkeys(language(name) for name in cluster.bots)) or ("en",), ""
 
 
 def public_url(cluster: Cluster, placement: Placement) -> str:
@@ -32,8 +48,8 @@ def public_url(cluster: Cluster, placement: Placement) -> str:
 def locust_argv(url: str, options: LoadOptions) -> list[str]:
     """The locust command for `url`.
 
-    >>> locust_argv("http://10.0.0.1:80", LoadOptions(headless=True))[-4:]
-    ['--max-fail-ratio', '0.01', '--max-p95-ms', '0']
+    >>> locust_argv("http://10.0.0.1:80", LoadOptions(headless=True))[-6:]
+    ['--languages', 'en', '--max-fail-ratio', '0.01', '--max-p95-ms', '0']
     """
     locustfile = data_root() / "loadtest" / "locustfile.py"
     argv = [sys.executable, "-m", "locust", "-f", str(locustfile), "--host", url]
@@ -64,6 +80,9 @@ def locust_argv(url: str, options: LoadOptions) -> list[str]:
         ]
     return [
         *argv,
+        "--languages",
+        ",".join(options.languages),
+        *(["--path-prefix", options.path_prefix] if options.path_prefix else []),
         "--max-fail-ratio",
         str(options.max_fail_ratio),
         "--max-p95-ms",

@@ -16,10 +16,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addoption(
         "--layout",
-        choices=("local", "hosts", "swarm"),
+        choices=("local", "hosts", "swarm", "bots"),
         default="local",
         help="Where the e2e cluster runs: this machine's engine, three test hosts over ssh, or "
-        "the same three hosts as one swarm (engine: swarm; only the tests marked swarm_layout).",
+        "the same three hosts as one swarm (engine: swarm; only the tests marked swarm_layout), "
+        "or this machine's engine with two bots (only the tests marked bots_layout).",
     )
     parser.addoption(
         "--tracker",
@@ -30,15 +31,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests for another e2e layout only are deselected (and counted so). The swarm layout runs
-    its own tests only: the others need a compose cluster."""
-    layout = config.getoption("--layout")
-    others = {"local": ("hosts_layout", "swarm_layout"), "hosts": ("local_layout", "swarm_layout")}
+    """Tests for another e2e layout only are deselected (and counted so). The swarm and bots
+    layouts run their own tests only: the others need a compose cluster of one bot."""
+    layout = str(config.getoption("--layout"))
+    own = ("swarm_layout", "bots_layout")
+    others = {"local": ("hosts_layout", *own), "hosts": ("local_layout", *own)}
 
     def chosen_for_layout(item: pytest.Item) -> bool:
-        if layout == "swarm":
-            return item.get_closest_marker("swarm_layout") is not None
-        return not any(item.get_closest_marker(m) for m in others[str(layout)])
+        if layout in ("swarm", "bots"):
+            return item.get_closest_marker(f"{layout}_layout") is not None
+        return not any(item.get_closest_marker(m) for m in others[layout])
 
     chosen = [i for i in items if chosen_for_layout(i)]
     if len(chosen) < len(items):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 RUNBOOK = Path(__file__).resolve().parent.parent / "docs" / "runbook.md"
 NOT_RUN = "# not run by the tests:"
+# Blocks for a cluster with bots: tests/e2e/test_bots.py runs them on its own cluster.
+ON_BOTS = "# run on the bots cluster"
 _HEADING = re.compile(r"^#{2,3} (.+)$")
 
 
@@ -21,6 +23,10 @@ class Block:
     def not_run_because(self) -> str | None:
         first = self.script.splitlines()[0] if self.script else ""
         return first.removeprefix(NOT_RUN).strip() if first.startswith(NOT_RUN) else None
+
+    @property
+    def on_bots(self) -> bool:
+        return self.script.startswith(ON_BOTS)
 
     @property
     def name(self) -> str:

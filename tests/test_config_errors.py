@@ -41,7 +41,7 @@ def with_host_keys(extra: str) -> str:
 CASES: dict[str, tuple[str, str]] = {
     "unknown top-level key": (
         BASE + "colour: blue\n",
-        "{file}:10: unknown key 'colour' (allowed: name, engine, deploy_dir, hosts, project, images, services, stores, monitoring)",
+        "{file}:10: unknown key 'colour' (allowed: name, engine, deploy_dir, hosts, project, images, services, stores, monitoring, bots)",
     ),
     "unknown key in a host": (
         BASE.replace("    roles: [mongo, redis]", "    roles: [mongo, redis]\n    rolez: [lb]"),
@@ -221,6 +221,34 @@ CASES: dict[str, tuple[str, str]] = {
         with_host_keys("    labels:\n      rack: a;rm -rf /\n"),
         "{file}:5: hosts.app1.labels.rack: 'a;rm -rf /' is not valid: expected a label value of letters, "
         "digits and _ . : / - (at most 128)",
+    ),
+    "two default bots": (
+        BASE + "bots:\n  en:\n    default: true\n  de:\n    default: true\n",
+        "{file}:14: bots.de.default: bot 'en' is already the default bot; one bot at most takes "
+        "the requests that name none",
+    ),
+    "one APP_ID for two bots": (
+        BASE
+        + "bots:\n  en:\n    routes: {app_ids: [a1]}\n  de:\n    routes: {app_ids: [b2, a1]}\n",
+        "{file}:14: bots.de.routes.app_ids[1]: APP_ID 'a1' already routes to bot 'en'",
+    ),
+    "one language for two bots": (
+        BASE + "bots:\n  de:\n    routes: {locales: [de]}\n  at:\n    routes: {locales: [de_AT]}\n",
+        "{file}:14: bots.at.routes.locales[0]: language 'de_AT' already routes to bot 'de'",
+    ),
+    "a bot name that reaches backend names": (
+        BASE + "bots:\n  de-AT: {}\n",
+        "{file}:11: bots.de-AT: 'de-AT' is not valid: expected a bot name of lower-case letters "
+        "and digits, like de",
+    ),
+    "a bot's own host ports": (
+        BASE + "bots:\n  de:\n    frontend:\n      base_port: 6005\n",
+        "{file}:13: bots.de.frontend: unknown key 'base_port' (allowed: replicas, "
+        "sanic_workers, model, maxconn, balance, resources)",
+    ),
+    "bots under Swarm": (
+        "engine: swarm\n" + BASE + "bots:\n  de: {}\n",
+        "{file}:11: bots: several bots run with engine: compose only, for now",
     ),
 }
 

@@ -127,7 +127,8 @@ def test_generated_secrets_never_look_like_flags() -> None:
 
 
 def test_runbook_blocks_run_or_say_why_not() -> None:
-    """tests/e2e/test_runbook.py runs every block; one that cannot run says why, in the block."""
+    """tests/e2e/test_runbook.py runs every block (test_bots.py those for a cluster with bots);
+    one that cannot run says why, in the block."""
     found = runbook.blocks()
     assert len(found) >= 10
     for block in found:

@@ -29,7 +29,23 @@ WITH_POSTGRES = "local.yml+postgres"
 HIGHLY_AVAILABLE = "hosts.yml+ha"
 # hosts.yml on Docker Swarm: one stack for the whole cluster.
 ON_SWARM = "hosts.yml+swarm"
-EXAMPLE_FILES = ["hosts.yml", "local.yml", WITH_POSTGRES, HIGHLY_AVAILABLE, ON_SWARM]
+# hosts.yml with two bots, each from its own folder: English (the default; by APP_ID, host and
+# language) and German.
+WITH_BOTS = "hosts.yml+bots"
+EXAMPLE_FILES = ["hosts.yml", "local.yml", WITH_POSTGRES, HIGHLY_AVAILABLE, ON_SWARM, WITH_BOTS]
+TWO_BOTS = {
+    "en": {
+        "path": "/srv/syrcad/bot-en",
+        "frontend": {"replicas": 3},
+        "routes": {"app_ids": ["app-en-1"], "hosts": ["chat.example.com"], "locales": ["en"]},
+        "default": True,
+    },
+    "de": {
+        "path": "/srv/syrcad/bot-de",
+        "frontend": {"replicas": 2, "sanic_workers": 2},
+        "routes": {"app_ids": ["app-de-1"], "locales": ["de", "de_AT"]},
+    },
+}
 HA_ROLES: dict[str, tuple[Role, ...]] = {
     "app1": ("frontend", "action", "lb", "mongo", "redis"),
     "app2": ("frontend", "action", "lb", "mongo", "redis"),
@@ -47,6 +63,11 @@ def example_cluster(example: str) -> Cluster:
     cluster = load(EXAMPLES / file).cluster
     if variant == "ha":
         return highly_available(cluster)
+    if variant == "bots":
+        # Each bot from its own folder, which project.nfs (one export) does not mount yet.
+        project = {"path": "/srv/syrcad/bot-en", "actions": "/srv/syrcad/actions"}
+        document = cluster.model_dump(mode="json")
+        return Cluster.model_validate({**document, "project": project, "bots": TWO_BOTS})
     if variant == "swarm":  # with Prometheus, which the example leaves off
         monitoring = cluster.monitoring.model_copy(update={"prometheus": True})
         return cluster.model_copy(update={"engine": "swarm", "monitoring": monitoring})

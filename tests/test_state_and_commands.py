@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syrcad.config import load
+from syrcad.config import Cluster, load
 from syrcad.config.state import (
     ScaleRecord,
     State,
@@ -63,17 +63,36 @@ def test_state_applies_until_hosts_yml_changes() -> None:
 def test_pinned_model_applies() -> None:
     cluster = load(EXAMPLES / "local.yml").cluster
     assert (
-        State(model="models/old.tar.gz").applied_to(cluster).services.frontend.model
+        State(models={"": "models/old.tar.gz"}).applied_to(cluster).services.frontend.model
         == "models/old.tar.gz"
     )
+
+
+def test_a_bot_is_scaled_and_pinned_on_its_own() -> None:
+    cluster = load(EXAMPLES / "local.yml").cluster
+    cluster = Cluster.model_validate(
+        {**cluster.model_dump(mode="json"), "bots": {"en": {"default": True}, "de": {}}}
+    )
+    state = State(
+        scale={"frontend.de": ScaleRecord(4, cluster.frontend_of("de").replicas)},
+        models={"de": "models/de.tar.gz"},
+    )
+    applied = state.applied_to(cluster)
+    assert applied.frontend_of("de").replicas == 4
+    assert applied.frontend_of("de").model == "models/de.tar.gz"
+    assert applied.frontend_of("en") == cluster.frontend_of("en")
+    assert [c.name for c in place(applied).of("frontend", "de")][-1] == "frontend-de-4"
 
 
 def test_state_file_round_trip(tmp_path: Path) -> None:
     path = state_path(tmp_path / "hosts.yml")
     assert path.name == "hosts.state.yml"
-    state = State(scale={"action": ScaleRecord(4, 2)}, model="models/a.tar.gz")
+    state = State(scale={"action": ScaleRecord(4, 2)}, models={"": "models/a.tar.gz"})
     write_state(path, state)
     assert read_state(path) == state
+    by_bot = State(scale={"frontend.de": ScaleRecord(3, 1)}, models={"de": "models/de.tar.gz"})
+    write_state(path, by_bot)
+    assert read_state(path) == by_bot
     assert path.stat().st_mode & 0o777 == 0o600
     write_state(path, State())
     assert not path.exists()

@@ -31,13 +31,14 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import yaml
 
-ENDPOINTS = os.path.join(os.environ.get("PYTHONPATH", "").split(os.pathsep)[0], "endpoints.yml")
+CONFIG_DIR = os.environ.get("PYTHONPATH", "").split(os.pathsep)[0]
 BATCH = 200  # conversations per store round trip on load
 FETCH = 1000  # rows (SQL) or documents (Mongo) per round trip on dump
 
 
-def main(command: str) -> None:
-    with open(ENDPOINTS, encoding="utf-8") as file:
+def main(command: str, endpoints: str) -> None:
+    """`command` (dump or load) on the tracker store of `endpoints` (one bot's, with bots)."""
+    with open(os.path.join(CONFIG_DIR, endpoints), encoding="utf-8") as file:
         tracker = yaml.safe_load(file)["tracker_store"]
     store = MongoStore(tracker) if "Mongo" in tracker["type"] else SqlStore(tracker)
     if command == "dump":
@@ -181,4 +182,4 @@ class SqlStore:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "endpoints.yml")

@@ -7,7 +7,8 @@ through this process one line at a time, so memory stays flat whatever the store
 
 A backup file, gzip-compressed, one JSON object per line:
 - first, the header: {"syrcad_backup": 1, "cluster", "tracker", "created", "state"} where `state`
-  is the text of the cluster's state file (scale records, a pinned model) or null;
+  is the text of the cluster's state file (scale records, a pinned model) or null, and "bot"
+  for one bot's conversations (a cluster with `bots:`);
 - a line per conversation: {"sender_id", "events"};
 - last, the trailer: {"end": true, "conversations", "events"}. A file without it was cut short,
   and restore refuses it before touching the store.
@@ -30,6 +31,7 @@ from syrcad.apply import facts, swarm
 from syrcad.apply.deployment import Deployment
 from syrcad.apply.hosts import HostHandle
 from syrcad.errors import RemoteError, SyrcadError, UsageError
+from syrcad.render.context import endpoints_file
 from syrcad.render.templates import static
 
 FORMAT = 1
@@ -56,36 +58,52 @@ class Frontend:
 
     host: HostHandle
     container: str  # its id
+    endpoints: str  # the endpoints file of its bot, beside syrcad's modules
 
     def exec_argv(self, command: str) -> list[str]:
         docker = [str(part) for part in self.host.docker().client_config.docker_cmd]
-        return [*docker, "exec", "-i", self.container, "python", "-c", static(IN_FRONTEND), command]
+        code = static(IN_FRONTEND)
+        return [
+            *docker,
+            "exec",
+            "-i",
+            self.container,
+            "python",
+            "-c",
+            code,
+            command,
+            self.endpoints,
+        ]
 
 
-def a_running_frontend(dep: Deployment) -> Frontend:
+def a_running_frontend(dep: Deployment, bot: str = "") -> Frontend:
+    """A ready frontend (of `bot`): it reaches the bot's conversations with its own settings."""
+    endpoints = endpoints_file(bot)
     if dep.cluster.engine == "swarm":
         for task in swarm.tasks(dep):
             running = task.state == "running" and task.container_id and task.host
             if task.service == "frontend" and running:
-                return Frontend(dep.hosts[task.host], task.container_id)
+                return Frontend(dep.hosts[task.host], task.container_id, endpoints)
     else:
-        for replica in dep.placement.of("frontend"):
+        for replica in dep.placement.of("frontend", bot):
             host = dep.hosts[replica.host]
             fact = facts.containers(host).get(replica.name)
             if fact and fact.ready:
-                return Frontend(host, fact.id)
+                return Frontend(host, fact.id, endpoints)
+    whose = f"of bot {bot} " if bot else ""
     raise SyrcadError(
-        f"cluster {dep.cluster.name}: no frontend is running to reach the tracker store through;"
-        " run `syrcad up` first"
+        f"cluster {dep.cluster.name}: no frontend {whose}is running to reach the tracker store "
+        "through; run `syrcad up` first"
     )
 
 
-def backup(dep: Deployment, out: Path, state: str | None) -> Counts:
-    """Write every conversation into `out` (replaced only once the backup is whole)."""
-    frontend = a_running_frontend(dep)
+def backup(dep: Deployment, out: Path, state: str | None, bot: str = "") -> Counts:
+    """Write every conversation (of `bot`) into `out` (replaced only once the backup is whole)."""
+    frontend = a_running_frontend(dep, bot)
     header = {
         "syrcad_backup": FORMAT,
         "cluster": dep.cluster.name,
+        **({"bot": bot} if bot else {}),
         "tracker": dep.cluster.stores.tracker.type,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "state": state,
@@ -133,10 +151,11 @@ def read_header(path: Path) -> tuple[Header, Counts]:
     return header, Counts(last["conversations"], last["events"])
 
 
-def restore(dep: Deployment, path: Path) -> dict[str, int]:
-    """Load the backup's conversations into the tracker store; the store's summary (restored,
-    appended, unchanged, kept, events). Call `read_header` first: it checks the file is whole."""
-    frontend = a_running_frontend(dep)
+def restore(dep: Deployment, path: Path, bot: str = "") -> dict[str, int]:
+    """Load the backup's conversations into the tracker store (as `bot`'s); the store's summary
+    (restored, appended, unchanged, kept, events). Call `read_header` first: it checks the file
+    is whole."""
+    frontend = a_running_frontend(dep, bot)
     argv = frontend.exec_argv("load")
     with (
         tempfile.TemporaryFile() as errors,

@@ -51,7 +51,7 @@ class Run:
     wrote: dict[str, list[str]] = field(default_factory=dict)  # host → files that changed
     models: dict[str, str] = field(default_factory=dict)  # frontend → model file it ran
     model_ids: set[str] = field(default_factory=set)
-    trained: str = ""
+    trained: dict[str, str] = field(default_factory=dict)  # bot → the model file Rasa wrote
     joined: list[str] = field(default_factory=list)  # hosts that founded or joined the swarm
     done: list[Step] = field(default_factory=list)
 
@@ -253,26 +253,30 @@ def _running_model(dep: Deployment, replica: Container) -> str:
     name = str(status.get("model_file") or "")
     if not name:
         return ""
-    configured = PurePosixPath(dep.cluster.services.frontend.model)
+    configured = PurePosixPath(dep.cluster.frontend_of(replica.bot).model)
     folder = configured.parent if configured.name.endswith(".tar.gz") else configured
     return str(folder / PurePosixPath(name).name)
 
 
 def _check_model(step: Step, run: Run) -> None:
+    """Every frontend of a bot runs one model."""
+    by_bot: dict[str, set[str]] = {}
     if run.dep.cluster.engine == "swarm":
-        run.model_ids = set(swarm.model_ids(run.dep).values())
+        by_bot[""] = set(swarm.model_ids(run.dep).values())
     else:
         dep, containers = run.containers(step.names)
-        run.model_ids = {
-            facts.model_id(
+        for c in containers:
+            model = facts.model_id(
                 dep.hosts[c.host].address, c.port("http").host_port, dep.secrets.rasa_token
             )
-            for c in containers
-        }
-    if len(run.model_ids) != 1:
-        raise SyrcadError(
-            f"frontends report different models after the rollout: {sorted(run.model_ids)}"
-        )
+            by_bot.setdefault(c.bot, set()).add(model)
+    run.model_ids = set().union(*by_bot.values())
+    for bot, models in by_bot.items():
+        if len(models) != 1:
+            whose = f"bot {bot}'s frontends" if bot else "frontends"
+            raise SyrcadError(
+                f"{whose} report different models after the rollout: {sorted(models)}"
+            )
 
 
 def _put_back(step: Step, run: Run) -> None:
@@ -281,7 +285,9 @@ def _put_back(step: Step, run: Run) -> None:
     if not models:
         return
     batch = [c for c in run.dep.placement.of("frontend") if c.name in run.models]
-    pinned = State(run.dep.state.scale, model=sorted(models)[0])
+    # A batch is one bot's (steps.rollout): its pin joins the other bots'.
+    bot = batch[0].bot if batch else ""
+    pinned = State(run.dep.state.scale, {**run.dep.state.models, bot: sorted(models)[0]})
     back = prepare(run.dep.loaded.path, pinned)
     for host in {back.hosts[c.host] for c in batch}:
         host.sync(back.files)
@@ -372,7 +378,8 @@ def _write_secrets(step: Step, run: Run) -> None:
 
 
 def _train(step: Step, run: Run) -> None:
-    run.trained = training.train(run.dep, _host(run, step), run.report)
+    bot = next(iter(step.names), "")
+    run.trained[bot] = training.train(run.dep, _host(run, step), run.report, bot)
 
 
 _ACTIONS: dict[str, Callable[[Step, Run], None]] = {

@@ -11,7 +11,6 @@ from syrcad.apply import facts, swarm
 from syrcad.apply.deployment import Deployment
 from syrcad.apply.waits import lb_targets
 from syrcad.errors import SyrcadError
-from syrcad.plan.placement import BALANCED
 from syrcad.plan.swarm import full_name, stack_services
 
 
@@ -24,12 +23,14 @@ class ReplicaStatus:
     health: str
     lb: str  # UP / DOWN / DRAIN / MAINT as the LB sees it, "-" for non-replicas
     model: str
+    bot: str = ""  # a frontend's bot, with `bots:`
 
-    def as_dict(self, with_lb: bool) -> dict[str, str]:
+    def as_dict(self, with_lb: bool, with_bot: bool = False) -> dict[str, str]:
         row = {
             "host": self.host,
             "container": self.container,
             "service": self.service,
+            **({"bot": self.bot or "-"} if with_bot else {}),
             "state": self.state,
             "health": self.health or "-",
         }
@@ -72,9 +73,11 @@ def status(dep: Deployment, with_lb: bool) -> list[ReplicaStatus]:
                     health=fact.health if fact else "",
                     lb="/".join(lb_states.get(name, [])) or "-",
                     model=model,
+                    bot=container.bot if container else "",
                 )
             )
-    return rows
+    # Each bot's replicas together, host by host.
+    return sorted(rows, key=lambda r: r.bot)
 
 
 def _swarm_status(dep: Deployment, with_lb: bool) -> list[ReplicaStatus]:
@@ -107,20 +110,23 @@ def _lb_states(dep: Deployment) -> dict[str, list[str]]:
     """Replica → its state in each LB that carries it."""
     states: dict[str, list[str]] = {}
     # A service's first backend speaks for it (socket.io follows the REST backend).
-    targets = [t for t in lb_targets(dep) if t[4] == BALANCED[t[3]][0]]
+    targets = [t for t in lb_targets(dep) if t.reported]
     # One public and one action LB: a bare state; with more, say which LB sees what.
-    named = len(targets) > 2
-    for lb, address, port, _, backend in targets:
-        found = facts.lb_servers(address, port, dep.secrets.stats_password)
+    named = len({t.lb.name for t in targets}) > 2
+    for t in targets:
+        found = facts.lb_servers(t.address, t.stats_port, dep.secrets.stats_password)
         for (pxname, server), state in found.items():
-            if pxname == backend.name:
-                states.setdefault(server, []).append(f"{lb.name}:{state}" if named else state)
+            if pxname == t.backend.name:
+                states.setdefault(server, []).append(f"{t.lb.name}:{state}" if named else state)
     return states
 
 
-def logs(dep: Deployment, service: str, follow: bool, tail: int) -> Iterator[str]:
-    """Lines of the matching containers' logs, prefixed with host and container; under Swarm,
-    the service's logs as its manager gathers them (each line names its task and node)."""
+def logs(
+    dep: Deployment, service: str, follow: bool, tail: int, bot: str | None = None
+) -> Iterator[str]:
+    """Lines of the matching containers' logs (of one bot's frontends with `bot`), prefixed
+    with host and container; under Swarm, the service's logs as its manager gathers them (each
+    line names its task and node)."""
     if dep.cluster.engine == "swarm":
         yield from _swarm_logs(dep, service, follow, tail)
         return
@@ -128,6 +134,7 @@ def logs(dep: Deployment, service: str, follow: bool, tail: int) -> Iterator[str
         (dep.hosts[c.host], c.name)
         for c in dep.placement.containers
         if service in (c.service, c.name)
+        and (bot is None or c.service != "frontend" or c.bot == bot)
     ]
     if not wanted:
         names = sorted({c.service for c in dep.placement.containers})

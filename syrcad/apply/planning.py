@@ -17,10 +17,19 @@ from syrcad.apply import shipping, swarm
 from syrcad.apply.deployment import Deployment, holding, prepare
 from syrcad.apply.hosts import HostHandle, each
 from syrcad.apply.rotate import FRONTEND_SECRETS, fresh_secrets
-from syrcad.config.state import Scalable, ScaleRecord, State, read_state, state_path
+from syrcad.config.model import Cluster
+from syrcad.config.state import (
+    Scalable,
+    ScaleRecord,
+    State,
+    file_replicas,
+    read_state,
+    record_name,
+    state_path,
+)
 from syrcad.errors import ConfigError, RemoteError, SyrcadError, UsageError
 from syrcad.plan import commands, steps
-from syrcad.plan.placement import BALANCED
+from syrcad.plan.placement import Backend
 from syrcad.render.files import differing
 
 
@@ -87,13 +96,24 @@ def down(dep: Deployment, volumes: bool, leave: bool = False) -> steps.Plan:
 
 
 def scale(
-    hosts_file: Path, counts: dict[Scalable, int]
+    hosts_file: Path, counts: dict[Scalable, int], bot: str | None = None
 ) -> tuple[steps.Plan, Deployment, Deployment, State]:
-    """The plan, the cluster before and after, and the state the change records."""
+    """The plan, the cluster before and after, and the state the change records. With bots,
+    a bot's frontends are scaled on their own; the action servers are every bot's."""
     old = prepare(hosts_file)
-    records = dict(old.state.live(old.loaded.cluster))
-    for name, count in counts.items():
-        records[name] = ScaleRecord(count, getattr(old.loaded.cluster.services, name).replicas)
+    file_cluster = old.loaded.cluster
+    if bot is not None:
+        known_bot(file_cluster, bot)
+        if "action" in counts:
+            raise UsageError("the action servers serve every bot: scale them without --bot")
+    elif "frontend" in counts and file_cluster.bots:
+        raise UsageError(f"whose frontends? give --bot, one of: {', '.join(file_cluster.bots)}")
+    records = dict(old.state.live(file_cluster))
+    for service, count in counts.items():
+        name = record_name(service, bot or "")
+        was = file_replicas(file_cluster, name)
+        assert was is not None, "known_bot checked the bot"
+        records[name] = ScaleRecord(count, was)
     state = replace(old.state, scale=records)
     try:
         new = prepare(hosts_file, state)
@@ -116,14 +136,28 @@ def scale(
 
 
 def rollout(
-    hosts_file: Path, service: Scalable, batch: int
+    hosts_file: Path, service: Scalable, batch: int, bot: str | None = None
 ) -> tuple[steps.Plan, Deployment, State]:
-    # A rollout takes the newest model: any pin from an earlier failed rollout is dropped.
-    state = replace(read_state(state_path(hosts_file)), model=None)
+    """Every replica of `service` (of one bot's frontends with `bot`), `batch` at a time."""
+    recorded = read_state(state_path(hosts_file))
+    if bot is not None:
+        known_bot(prepare(hosts_file, recorded).loaded.cluster, bot)
+        if service != "frontend":
+            raise UsageError("the action servers serve every bot: roll them out without --bot")
+    # A rollout takes the newest model: a pin from an earlier failed one is dropped.
+    models = {b: m for b, m in recorded.models.items() if bot is not None and b != bot}
+    state = replace(recorded, models=models)
     dep = prepare(hosts_file, state)
     if dep.cluster.engine == "swarm":
         return steps.swarm_rollout(dep.cluster, dep.placement, service, batch), dep, state
-    return steps.rollout(dep.placement, service, batch, changed_files(dep)), dep, state
+    plan = steps.rollout(dep.placement, service, batch, changed_files(dep), bot)
+    return plan, dep, state
+
+
+def known_bot(cluster: Cluster, bot: str) -> None:
+    if bot not in cluster.bots:
+        known = ", ".join(cluster.bots) or "none: hosts.yml has no `bots:`"
+        raise UsageError(f"--bot {bot}: no such bot (bots: {known})")
 
 
 def rotate(hosts_file: Path, only: Sequence[str]) -> tuple[steps.Plan, Deployment, Deployment]:
@@ -151,8 +185,11 @@ def push(dep: Deployment) -> steps.Plan:
     return replace(steps.push([h.name for h in hosts], lacking), facts_read=answered)
 
 
-def train(dep: Deployment) -> steps.Plan:
-    return steps.train(dep.cluster)
+def train(dep: Deployment, bot: str | None = None) -> steps.Plan:
+    """Train `bot`, else every bot, one after the other."""
+    if bot is not None:
+        known_bot(dep.cluster, bot)
+    return steps.train(dep.cluster, dep.cluster.bot_names() if bot is None else (bot,))
 
 
 def host_commands(plan: steps.Plan, dep: Deployment, before: Deployment | None) -> list[list[str]]:
@@ -169,9 +206,7 @@ def _commands_of(step: steps.Step, dep: Deployment, before: Deployment | None) -
         return [f"{step.host} {lb}: {shlex.join(commands.haproxy_reload())}" for lb in step.names]
     if step.action in ("pause-checks", "resume-checks"):
         action = "disable" if step.action == "pause-checks" else "enable"
-        backends = [b.name for b in BALANCED["frontend"]]
-        frontends = [c.name for c in dep.placement.of("frontend")]
-        command = commands.health_checks(action, backends, frontends)
+        command = commands.health_checks(action, dep.placement.listed("frontend"))
         return [f"{lb.host} {lb.name}: {command}" for lb in dep.placement.of("lb")]
     if step.action == "write-files" and not dep.hosts[step.host].shares_our_disk:
         host = dep.hosts[step.host]
@@ -183,15 +218,16 @@ def _commands_of(step: steps.Step, dep: Deployment, before: Deployment | None) -
 
 def _lb_commands(dep: Deployment, names: Sequence[str], action: str) -> list[str]:
     placed = {c.name: c for c in dep.placement.containers}
-    services = dict.fromkeys(placed[n].service for n in names if n in placed)
+    listing: dict[Backend, list[str]] = {}
+    for name in names:
+        for backend in placed[name].backends if name in placed else ():
+            listing.setdefault(backend, []).append(name)
     sent = []
-    for service in services:
-        mine = [n for n in names if placed[n].service == service]
-        for backend in BALANCED.get(service, ()):
-            for lb in dep.placement.of(backend.lb):
-                where = f"{lb.host} {lb.name}"
-                state = "drain" if action == "drain" else "ready"
-                sent.append(f"{where}: {commands.set_servers(backend.name, mine, state)}")
-                if action == "drain" and backend.sticky:
-                    sent.append(f"{where}: {commands.move_clients(backend.name, mine)}")
+    for backend, mine in listing.items():
+        for lb in dep.placement.of(backend.lb):
+            where = f"{lb.host} {lb.name}"
+            state = "drain" if action == "drain" else "ready"
+            sent.append(f"{where}: {commands.set_servers(backend.name, mine, state)}")
+            if action == "drain" and backend.sticky:
+                sent.append(f"{where}: {commands.move_clients(backend.name, mine)}")
     return sent

@@ -42,7 +42,7 @@ def _each_host(plan: Plan, dep: Deployment) -> dict[str, list[str]]:
 
     def on(host: HostHandle) -> list[str]:
         containers = starting[host.name]
-        problems = _project(dep, host, {c.service for c in containers})
+        problems = _project(dep, host, containers)
         if host.name not in shipped:
             problems += _images(dep, host, containers)
         return problems + _ports(host, containers) + _nonlocal_bind(dep, host, containers)
@@ -50,17 +50,22 @@ def _each_host(plan: Plan, dep: Deployment) -> dict[str, list[str]]:
     return each([dep.hosts[h] for h in starting], on)
 
 
-def _project(dep: Deployment, host: HostHandle, services: set[str]) -> list[str]:
+def _project(dep: Deployment, host: HostHandle, containers: Iterable[Container]) -> list[str]:
     project = dep.cluster.project
     if project.nfs:
         return []
     problems = []
-    if "frontend" in services:
-        model = f"{project.path.rstrip('/')}/{dep.cluster.services.frontend.model}"
+    services = {c.service for c in containers}
+    for bot in dict.fromkeys(c.bot for c in containers if c.service == "frontend"):
+        path = dep.cluster.project_of(bot).rstrip("/")
+        model = f"{path}/{dep.cluster.frontend_of(bot).model}"
         if not host.shell("look for a model", commands.find_model(model)).strip():
+            whose, train = (
+                (f"bot {bot}'s ", f"syrcad train --bot {bot}") if bot else ("", "syrcad train")
+            )
             problems.append(
-                f"{host.name}: no trained model in {model}: the frontends would never get "
-                "ready. Run `syrcad train` first."
+                f"{host.name}: no trained model in {model}: {whose}frontends would never get "
+                f"ready. Run `{train}` first."
             )
     if "action" in services:
         actions = project.actions_path()

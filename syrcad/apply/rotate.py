@@ -21,7 +21,7 @@ from syrcad.config.model import MongoTracker
 from syrcad.config.secrets import Secrets, new_secret, scram_sha256
 from syrcad.errors import UsageError
 from syrcad.plan import commands
-from syrcad.plan.placement import BALANCED, replica_set_members
+from syrcad.plan.placement import replica_set_members
 
 # Not rotated here: every member of a replica set must restart at once with a new key, which is
 # an outage (the runbook's "Mongo replica set" says how).
@@ -113,8 +113,6 @@ def _mongo(dep: Deployment) -> pymongo.MongoClient[dict[str, object]]:
 
 def health_checks(dep: Deployment, action: str) -> None:
     """Pause ("disable") or resume ("enable") the public LBs' checks of every frontend."""
-    backends = [b.name for b in BALANCED["frontend"]]
-    frontends = [replica.name for replica in dep.placement.of("frontend")]
     for lb in dep.placement.of("lb"):
-        command = commands.health_checks(action, backends, frontends)
+        command = commands.health_checks(action, dep.placement.listed("frontend"))
         haproxy.runtime(dep.hosts[lb.host], lb.name, command)

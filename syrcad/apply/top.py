@@ -230,7 +230,7 @@ def _replicas(
     window_s: float,
 ) -> list[ReplicaRow]:
     rows = []
-    for service, backends in BALANCED.items():
+    for (service, _bot), backends in dep.placement.pools().items():
         backend = backends[0].name  # the one `status` reports; socket.io follows it
         states: dict[str, list[str]] = defaultdict(list)
         current: dict[str, int] = defaultdict(int)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from syrcad.apply import facts, haproxy
 from syrcad.apply.deployment import Deployment, Reporter
 from syrcad.apply.hosts import HostHandle, each
 from syrcad.errors import RemoteError, SyrcadError
-from syrcad.plan.placement import BALANCED, Backend, Container, Service
+from syrcad.plan.placement import Backend, Container
 from syrcad.plan.readiness import DRAIN_TIMEOUT_S, IN_LB_WITHIN_S
 
 LOG_LINES = 30
@@ -73,12 +74,27 @@ def _fail(host: HostHandle, name: str, cause: str) -> None:
     )
 
 
-def lb_targets(dep: Deployment) -> Iterator[tuple[Container, str, int, Service, Backend]]:
-    """(LB container, address, stats port, service, backend) for every backend of every LB."""
-    for service, backends in BALANCED.items():
+@dataclass(frozen=True)
+class LbTarget:
+    """One backend of one LB, with the replicas it should list."""
+
+    lb: Container
+    address: str
+    stats_port: int
+    backend: Backend
+    replicas: tuple[str, ...]
+    reported: bool  # the backend `status` reports for its pool
+
+
+def lb_targets(dep: Deployment) -> Iterator[LbTarget]:
+    """Every backend of every LB."""
+    for (service, bot), backends in dep.placement.pools().items():
+        replicas = tuple(c.name for c in dep.placement.of(service, bot))
         for backend in backends:
             for lb in dep.placement.of(backend.lb):
-                yield lb, dep.hosts[lb.host].address, lb.port("stats").host_port, service, backend
+                address = dep.hosts[lb.host].address
+                port = lb.port("stats").host_port
+                yield LbTarget(lb, address, port, backend, replicas, backend == backends[0])
 
 
 def wait_in_lbs(
@@ -88,24 +104,24 @@ def wait_in_lbs(
     only: set[str] | None = None,
 ) -> None:
     """Until every LB reports every replica of its backend (or those in `only`) UP."""
-    targets = list(lb_targets(dep))
-    expected = {
-        service: [c.name for c in dep.placement.of(service) if only is None or c.name in only]
-        for service in BALANCED
-    }
-    total = sum(len(expected[service]) for _, _, _, service, _ in targets)
+    targets = [
+        (t, [name for name in t.replicas if only is None or name in only]) for t in lb_targets(dep)
+    ]
+    total = sum(len(expected) for _, expected in targets)
 
     def pending() -> list[str]:
         left = []
         states_of: dict[str, dict[tuple[str, str], str]] = {}  # one stats read per LB a round
-        for lb, address, port, service, backend in targets:
-            if lb.name not in states_of:
-                states_of[lb.name] = facts.lb_servers(address, port, dep.secrets.stats_password)
-            states = states_of[lb.name]
+        for t, expected in targets:
+            if t.lb.name not in states_of:
+                states_of[t.lb.name] = facts.lb_servers(
+                    t.address, t.stats_port, dep.secrets.stats_password
+                )
+            states = states_of[t.lb.name]
             left += [
-                f"{lb.name}/{backend.name}/{s}"
-                for s in expected[service]
-                if states.get((backend.name, s)) != "UP"
+                f"{t.lb.name}/{t.backend.name}/{s}"
+                for s in expected
+                if states.get((t.backend.name, s)) != "UP"
             ]
         return left
 
@@ -143,7 +159,7 @@ def _lbs_for(
     """(host, LB container, backend) of every LB carrying some of `replicas` → their names."""
     lbs: dict[tuple[str, str, Backend], list[str]] = {}
     for replica in replicas:
-        for backend in BALANCED.get(replica.service, ()):
+        for backend in replica.backends:
             for lb in dep.placement.of(backend.lb):
                 lbs.setdefault((lb.host, lb.name, backend), []).append(replica.name)
     return lbs

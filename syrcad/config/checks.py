@@ -30,6 +30,7 @@ def check(cluster: Cluster, base: Path) -> Found:
     yield from _tls(cluster)
     yield from _project(cluster)
     yield from _monitoring(cluster)
+    yield from _bots(cluster)
     if cluster.engine == "swarm":
         yield from _swarm(cluster)
 
@@ -142,6 +143,51 @@ def _monitoring(cluster: Cluster) -> Found:
             ("monitoring", "host"),
             f"'{monitoring.host}' is not a host of this file ({', '.join(cluster.hosts)})",
         )
+
+
+ROUTE_KINDS = {"app_ids": "APP_ID", "hosts": "host", "locales": "language"}
+
+
+def _bots(cluster: Cluster) -> Found:
+    """One default bot at most; no route that names two bots; what bots cannot run on yet."""
+    if not cluster.bots:
+        return
+    defaults = [name for name, bot in cluster.bots.items() if bot.default]
+    for name in defaults[1:]:
+        yield (
+            ("bots", name, "default"),
+            f"bot '{defaults[0]}' is already the default bot; one bot at most takes the "
+            "requests that name none",
+        )
+    for kind, meaning in ROUTE_KINDS.items():
+        owner: dict[str, str] = {}
+        for name, bot in cluster.bots.items():
+            for index, value in enumerate(getattr(bot.routes, kind)):
+                # A language is its primary subtag: de-AT and de would both take "de-AT".
+                key = value.lower().replace("_", "-")
+                key = key.split("-")[0] if kind == "locales" else key
+                if key in owner and owner[key] != name:
+                    yield (
+                        ("bots", name, "routes", kind, index),
+                        f"{meaning} '{value}' already routes to bot '{owner[key]}'",
+                    )
+                owner.setdefault(key, name)
+    if cluster.engine == "swarm":
+        yield ("bots",), "several bots run with engine: compose only, for now"
+    if not isinstance(cluster.stores.tracker, MongoTracker):
+        yield (
+            ("bots",),
+            "several bots need a Mongo tracker store (each keeps its conversations in its own "
+            "collection), for now",
+        )
+    if cluster.project.nfs:
+        for name, bot in cluster.bots.items():
+            if bot.path and bot.path != cluster.project.path:
+                yield (
+                    ("bots", name, "path"),
+                    "with project.nfs every bot loads project.path (the one export mounted); "
+                    "a bot's own path needs engine: compose without nfs, for now",
+                )
 
 
 def _swarm(cluster: Cluster) -> Found:

@@ -92,6 +92,15 @@ Memory = Annotated[str, _text(r"^[1-9][0-9]*[kmg]$", "a size like 512m or 2g")]
 NetworkHost = Annotated[str, _text(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", "a host name or IP address")]
 MountOptions = Annotated[str, _text(r"^[A-Za-z0-9_=.,-]+$", "mount options like nfsvers=4,ro")]
 Interface = Annotated[str, _text(r"^[A-Za-z0-9_.@-]{1,15}$", "a network interface name like eth0")]
+# A bot's name reaches container, backend, collection and lock-key names: letters and digits.
+BotName = Annotated[
+    str, _text(r"^[a-z][a-z0-9]{0,15}$", "a bot name of lower-case letters and digits, like de")
+]
+AppId = Annotated[str, _text(r"^[A-Za-z0-9_.-]{1,64}$", "an APP_ID of letters, digits, _ . -")]
+# A language tag as clients send it: de, de-AT, pt_BR.
+Locale = Annotated[
+    str, _text(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$", "a language tag like de or de-AT")
+]
 ActionName = Annotated[
     str, _text(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$", "a Rasa action name like action_hours")
 ]
@@ -238,6 +247,38 @@ class Services(Model):
     lb: LbService = LbService()
 
 
+class BotFrontend(Model):
+    """A bot's own frontend settings; each key left out is taken from services.frontend. Host
+    ports follow the previous bot's (services.frontend.base_port for the first)."""
+
+    replicas: Replicas | None = None
+    sanic_workers: Annotated[int, Field(ge=1, le=64)] | None = None
+    model: RelativePath | None = None
+    maxconn: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    balance: Literal["leastconn", "sender"] | None = None
+    resources: Resources | None = None
+
+
+class BotRoutes(Model):
+    """How a request names this bot on the public LB, besides the path /bots/NAME/..."""
+
+    app_ids: tuple[AppId, ...] = ()  # header X-App-Id or query ?app_id=
+    hosts: tuple[NetworkHost, ...] = ()  # the Host the client asked for
+    # The language of the JSON body's metadata.locale, else the first of Accept-Language:
+    # "de" takes de, de-AT, de_CH; "de-AT" takes only de-AT.
+    locales: tuple[Locale, ...] = ()
+
+
+class Bot(Model):
+    # The bot's Rasa project (config, domain, data, models) on every host; default project.path.
+    # Its actions are the cluster's one action pool (project.actions).
+    path: HostPath | None = None
+    frontend: BotFrontend = BotFrontend()
+    routes: BotRoutes = BotRoutes()
+    # Requests that name no bot go here; without a default bot they get a 404.
+    default: bool = False
+
+
 class MongoTracker(Model):
     type: Literal["mongo"] = "mongo"
     port: Port = 27017
@@ -317,6 +358,24 @@ class Cluster(Model):
     services: Services = Services()
     stores: Stores = Stores()
     monitoring: Monitoring = Monitoring()
+    # Several bots behind one entry point, each with its own frontends, conversations and lock
+    # keys. Without it the cluster runs one bot: project.path with services.frontend.
+    bots: dict[BotName, Bot] = {}
+
+    def bot_names(self) -> tuple[str, ...]:
+        """Every bot, in file order; ("",) for a cluster of one bot without `bots:`."""
+        return tuple(self.bots) or ("",)
+
+    def frontend_of(self, bot: str) -> FrontendService:
+        """`bot`'s frontend settings: its own keys over services.frontend."""
+        if not bot:
+            return self.services.frontend
+        own = self.bots[bot].frontend.model_dump(exclude_none=True)
+        return self.services.frontend.model_copy(update=own)
+
+    def project_of(self, bot: str) -> str:
+        """`bot`'s Rasa project folder on the hosts."""
+        return (self.bots[bot].path if bot else None) or self.project.path
 
     def tracker_role(self) -> Literal["mongo", "postgres"] | None:
         """The role (and service) of the tracker store syrcad runs; None for an outside one."""

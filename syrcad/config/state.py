@@ -1,8 +1,9 @@
-"""What syrcad commands decided since hosts.yml was written: scaled replica counts and a pinned
-model. Kept in `<hosts>.state.yml` beside hosts.yml (shown by `syrcad plan`).
+"""What syrcad commands decided since hosts.yml was written: scaled replica counts and pinned
+models. Kept in `<hosts>.state.yml` beside hosts.yml (shown by `syrcad plan`).
 
 A scale record remembers the count hosts.yml had when it was made: once the user edits that
-count in hosts.yml, the file wins again and the record is dropped.
+count in hosts.yml, the file wins again and the record is dropped. With `bots:`, a bot's
+frontends are scaled and pinned on their own: records `frontend.BOT`, pins per bot.
 """
 
 from __future__ import annotations
@@ -28,30 +29,64 @@ class ScaleRecord:
     file_replicas: int  # what hosts.yml said when the record was made
 
 
+def record_name(service: Scalable, bot: str) -> str:
+    """A scale record's name: the service, and the bot whose frontends it counts."""
+    return f"{service}.{bot}" if bot else service
+
+
+def file_replicas(cluster: Cluster, name: str) -> int | None:
+    """What hosts.yml says for a scale record's count; None for a bot it no longer has."""
+    service, _, bot = name.partition(".")
+    if bot:
+        return cluster.frontend_of(bot).replicas if bot in cluster.bots else None
+    return int(getattr(cluster.services, service).replicas)
+
+
 @dataclass(frozen=True)
 class State:
     scale: dict[str, ScaleRecord] = field(default_factory=dict)
-    model: str | None = None  # a model file pinned by a failed rollout
+    # Bot → a model file pinned by a failed rollout ("" for a cluster without `bots:`).
+    models: dict[str, str] = field(default_factory=dict)
 
     def applied_to(self, cluster: Cluster) -> Cluster:
         """`cluster` with the records that still hold (hosts.yml unchanged since) applied."""
         services = cluster.services
         updates = {}
+        bots: dict[str, dict[str, object]] = {}
         for name, record in self.live(cluster).items():
-            updates[name] = getattr(services, name).model_copy(update={"replicas": record.replicas})
-        if self.model:
-            updates["frontend"] = updates.get("frontend", services.frontend).model_copy(
-                update={"model": self.model}
-            )
-        if not updates:
+            service, _, bot = name.partition(".")
+            if bot:
+                bots.setdefault(bot, {})["replicas"] = record.replicas
+            else:
+                updates[service] = getattr(services, service).model_copy(
+                    update={"replicas": record.replicas}
+                )
+        for bot, model in self.models.items():
+            if not bot:
+                updates["frontend"] = updates.get("frontend", services.frontend).model_copy(
+                    update={"model": model}
+                )
+            elif bot in cluster.bots:
+                bots.setdefault(bot, {})["model"] = model
+        if not updates and not bots:
             return cluster
-        return cluster.model_copy(update={"services": services.model_copy(update=updates)})
+        changed_bots = {
+            name: bot.model_copy(update={"frontend": bot.frontend.model_copy(update=bots[name])})
+            for name, bot in cluster.bots.items()
+            if name in bots
+        }
+        return cluster.model_copy(
+            update={
+                "services": services.model_copy(update=updates),
+                "bots": {**cluster.bots, **changed_bots},
+            }
+        )
 
     def live(self, cluster: Cluster) -> dict[str, ScaleRecord]:
         return {
             name: record
             for name, record in self.scale.items()
-            if getattr(cluster.services, name).replicas == record.file_replicas
+            if file_replicas(cluster, name) == record.file_replicas
         }
 
 
@@ -70,10 +105,12 @@ def read_state(path: Path) -> State:
         scale = {
             str(name): ScaleRecord(int(entry["replicas"]), int(entry["file_replicas"]))
             for name, entry in (data.get("scale") or {}).items()
-            if name in SCALABLE
+            if str(name).partition(".")[0] in SCALABLE
         }
-        model = data.get("model")
-        return State(scale, str(model) if model else None)
+        models = {str(bot): str(model) for bot, model in (data.get("models") or {}).items()}
+        if data.get("model"):
+            models[""] = str(data["model"])
+        return State(scale, models)
     except (AttributeError, KeyError, TypeError, ValueError):
         raise ConfigError(
             [ConfigIssue(str(path), "", "is damaged: delete it to go back to hosts.yml")]
@@ -87,8 +124,10 @@ def write_state(path: Path, state: State) -> None:
             name: {"replicas": r.replicas, "file_replicas": r.file_replicas}
             for name, r in state.scale.items()
         }
-    if state.model:
-        document["model"] = state.model
+    if "" in state.models:
+        document["model"] = state.models[""]
+    if bots := {bot: model for bot, model in state.models.items() if bot}:
+        document["models"] = bots
     if not document:
         path.unlink(missing_ok=True)
         return

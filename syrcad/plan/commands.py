@@ -6,7 +6,7 @@ machine); `--dry-run` prints them; the tests pin them. Every path is quoted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from shlex import quote
 
 # HAProxy's runtime API: on the LB container's loopback only, never published.
@@ -89,9 +89,13 @@ def move_clients(backend: str, servers: Sequence[str]) -> str:
     )
 
 
-def health_checks(action: str, backends: Sequence[str], servers: Sequence[str]) -> str:
-    """Runtime API: `disable` or `enable` the checks of `servers` in each of `backends`."""
-    return "; ".join(f"{action} health {b}/{s}" for b in backends for s in servers)
+def health_checks(action: str, servers_of: Mapping[str, Sequence[str]]) -> str:
+    """Runtime API: `disable` or `enable` the checks of each backend's servers."""
+    return "; ".join(
+        f"{action} health {backend}/{server}"
+        for backend, servers in servers_of.items()
+        for server in servers
+    )
 
 
 def haproxy_reload() -> tuple[str, ...]:

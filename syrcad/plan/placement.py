@@ -8,6 +8,7 @@ port plus its slot on that host.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -51,6 +52,11 @@ BALANCED: dict[Service, tuple[Backend, ...]] = {
 }
 
 
+def bot_backend(name: str, bot: str) -> str:
+    """A balanced backend's name for one bot's replicas: `frontends`, `frontends_de`."""
+    return f"{name}_{bot}" if bot else name
+
+
 # Ports inside the containers: fixed, so the images need no per-replica configuration.
 RASA_PORT = 5005
 ACTIONS_PORT = 5055
@@ -90,11 +96,24 @@ class Container:
     replica: int
     host: str
     ports: tuple[PortBinding, ...]
+    bot: str = ""  # a frontend's bot, when hosts.yml has `bots:`
 
     @property
     def name(self) -> str:
-        """The compose service name, unique in the cluster: `frontend-3`."""
-        return f"{self.service}-{self.replica}"
+        """The compose service name, unique in the cluster: `frontend-3`, `frontend-de-3`."""
+        return (
+            f"{self.service}-{self.bot}-{self.replica}"
+            if self.bot
+            else f"{self.service}-{self.replica}"
+        )
+
+    @property
+    def backends(self) -> tuple[Backend, ...]:
+        """The LB backends that list this container (none for a container not balanced)."""
+        return tuple(
+            Backend(bot_backend(b.name, self.bot), b.lb, b.sticky)
+            for b in BALANCED.get(self.service, ())
+        )
 
     def port(self, purpose: str) -> PortBinding:
         return next(p for p in self.ports if p.purpose == purpose)
@@ -104,8 +123,24 @@ class Container:
 class Placement:
     containers: tuple[Container, ...]
 
-    def of(self, service: Service) -> tuple[Container, ...]:
-        return tuple(c for c in self.containers if c.service == service)
+    def of(self, service: Service, bot: str | None = None) -> tuple[Container, ...]:
+        """The containers of `service`; of one bot's only when `bot` is given."""
+        return tuple(
+            c for c in self.containers if c.service == service and (bot is None or c.bot == bot)
+        )
+
+    def pools(self) -> dict[tuple[Service, str], tuple[Backend, ...]]:
+        """(replicated service, bot) → the LB backends listing that pool; the first is the one
+        `status` reports (socket.io follows the REST backend)."""
+        return {(c.service, c.bot): c.backends for c in self.containers if c.service in BALANCED}
+
+    def listed(self, service: Service) -> dict[str, tuple[str, ...]]:
+        """Backend name → the replicas it lists, for every pool of `service`."""
+        listed: dict[str, tuple[str, ...]] = {}
+        for c in self.of(service):
+            for backend in c.backends:
+                listed[backend.name] = (*listed.get(backend.name, ()), c.name)
+        return listed
 
     def on(self, host: str) -> tuple[Container, ...]:
         return tuple(c for c in self.containers if c.host == host)
@@ -126,7 +161,7 @@ def place(cluster: Cluster) -> Placement:
     containers = [
         *_stores(cluster),
         *_replicas(cluster, "action", services.action.replicas, services.action.base_port),
-        *_replicas(cluster, "frontend", services.frontend.replicas, services.frontend.base_port),
+        *_frontends(cluster),
         *_load_balancers(cluster),
         *_monitoring(cluster),
     ]
@@ -168,6 +203,19 @@ def _replicas(
         Container(service, number, host, (PortBinding("http", base + slot, INNER_PORT[service]),))
         for number, host, slot in spread(count, hosts)
     ]
+
+
+def _frontends(cluster: Cluster) -> list[Container]:
+    """Each bot's frontends; a bot's host ports follow the previous bot's on every host."""
+    hosts = cluster.hosts_with("frontend")
+    base = cluster.services.frontend.base_port
+    containers: list[Container] = []
+    for bot in cluster.bot_names():
+        replicas = cluster.frontend_of(bot).replicas
+        pool = _replicas(cluster, "frontend", replicas, base)
+        containers += [dataclasses.replace(c, bot=bot) for c in pool]
+        base += -(-replicas // max(len(hosts), 1))  # the slots the busiest host took
+    return containers
 
 
 def _singletons(

@@ -45,7 +45,7 @@ Action = Literal[
     "resume-checks",
     "store-password",  # a store accepts or forgets a password (note: which)
     "write-secrets",  # the new secrets into hosts.secrets.yml
-    "train",  # train the model in a one-off container on the host
+    "train",  # train the model in a one-off container on the host (names: the bot, if several)
     "init-replica-set",  # Mongo: initiate the set if it is not (note: its name), wait for a primary
     # engine: swarm
     "init-swarm",  # the host founds the swarm
@@ -282,12 +282,21 @@ def rollout(
     service: Service,
     batch: int,
     changed: Mapping[str, Sequence[str]],
+    bot: str | None = None,
 ) -> Plan:
-    """Replace `service`'s replicas `batch` at a time: drain → recreate → ready → enable."""
-    replicas = placement.of(service)
+    """Replace `service`'s replicas (`bot`'s only, if given) `batch` at a time: drain →
+    recreate → ready → enable. A batch never spans two bots: each checks its own model."""
+    replicas = placement.of(service, bot)
     steps = list(_write(changed, dict.fromkeys(c.host for c in replicas)))
-    for start in range(0, len(replicas), batch):
-        group = replicas[start : start + batch]
+    batches = [
+        pool[start : start + batch]
+        for pool in (
+            [c for c in replicas if c.bot == name]
+            for name in dict.fromkeys(c.bot for c in replicas)
+        )
+        for start in range(0, len(pool), batch)
+    ]
+    for group in batches:
         names = _names(group)
         if service == "frontend":
             steps.append(Step("read-models", names=names))
@@ -354,12 +363,21 @@ def push(hosts: Sequence[str], images: Mapping[str, Sequence[str]]) -> Plan:
     return Plan("images push", ship(hosts, images))
 
 
-def train(cluster: Cluster) -> Plan:
-    """On the first host with the `train` role (the GPU machine), else the first frontend host."""
+def train(cluster: Cluster, bots: Sequence[str]) -> Plan:
+    """On the first host with the `train` role (the GPU machine), else the first frontend host:
+    each of `bots` in turn, its model written into its project."""
     host = (cluster.hosts_with("train") or cluster.hosts_with("frontend"))[0]
     image = cluster.images.rasa
-    models = f"{cluster.project.path}/{cluster.services.frontend.model}"
-    return Plan("train", (Step("ship-images", host, (image,)), Step("train", host, note=models)))
+    trainings = [
+        Step(
+            "train",
+            host,
+            (bot,) if bot else (),
+            note=f"{cluster.project_of(bot)}/{cluster.frontend_of(bot).model}",
+        )
+        for bot in bots
+    ]
+    return Plan("train", (Step("ship-images", host, (image,)), *trainings))
 
 
 # engine: swarm. The stack holds the whole cluster; Swarm starts, replaces and rolls its tasks.

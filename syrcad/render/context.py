@@ -6,13 +6,15 @@ and one on another host by that host's address and published port.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from syrcad.config.model import Cluster, PostgresTracker
+from syrcad.config.model import BotRoutes, Cluster, FrontendService, PostgresTracker
 from syrcad.config.secrets import Secrets
 from syrcad.plan import readiness
 from syrcad.plan.placement import (
+    BALANCED,
     INNER_PORT,
     LB_ACTIONS_PORT,
     REDIS_PORT,
@@ -21,6 +23,7 @@ from syrcad.plan.placement import (
     Placement,
     Service,
     address_literal,
+    bot_backend,
 )
 
 # Where the rendered files appear inside the containers.
@@ -43,6 +46,36 @@ class Target:
     def by_name(self) -> bool:
         """True when the address is a container name (HAProxy must resolve it at run time)."""
         return self.address == self.name
+
+
+@dataclass(frozen=True)
+class BotContext:
+    """One bot as the templates see it: its frontends' settings and files, its LB backends and
+    routes, and where its conversations and lock keys live in the shared stores."""
+
+    name: str  # "" for the one bot of a cluster without `bots:`
+    frontend: FrontendService
+    project: str
+    rest: str  # its LB backends
+    socketio: str
+    targets: tuple[Target, ...]  # its frontends, as this host's LB reaches them
+    endpoints: str  # its endpoints file beside the others
+    collection: str  # its Mongo tracker collection
+    key_prefix: str  # its lock store key prefix (alphanumeric: Rasa ignores any other)
+    routes: BotRoutes
+    default: bool
+
+    @property
+    def path_prefix(self) -> str:
+        return f"/bots/{self.name}/"
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Its locales as regexes on a locale or an Accept-Language entry: de takes de-AT and
+        de;q=0.8 too, and - and _ are one."""
+        return tuple(
+            "^" + re.sub(r"[-_]", "[-_]", locale) + "([-_;]|$)" for locale in self.routes.locales
+        )
 
 
 @dataclass(frozen=True)
@@ -72,6 +105,7 @@ class HostContext:
     # ports (probed with a TCP connect by the blackbox exporter beside it).
     lb_metrics: tuple[Target, ...] = ()
     store_ports: tuple[Target, ...] = ()
+    bots: tuple[BotContext, ...] = ()
 
     def has(self, service: str) -> bool:
         return any(p.container.service == service for p in self.containers)
@@ -111,10 +145,43 @@ class HostContext:
             return self.trackers[0]
         return Target("postgres", tracker.host, tracker.port)
 
-    @property
-    def key_prefix(self) -> str:
-        # Rasa ignores a lock-store key prefix that is not alphanumeric.
-        return "".join(ch for ch in self.cluster.name if ch.isalnum())
+
+def endpoints_file(bot: str) -> str:
+    """A bot's Rasa endpoints file, beside the rest of the frontends' configuration."""
+    return f"endpoints-{bot}.yml" if bot else "endpoints.yml"
+
+
+def bot_contexts(
+    cluster: Cluster, placement: Placement, origin: str | None
+) -> tuple[BotContext, ...]:
+    """Every bot; its frontends as the LB on `origin` reaches them (none without an origin)."""
+    # Rasa ignores a lock-store key prefix that is not alphanumeric.
+    cluster_prefix = "".join(ch for ch in cluster.name if ch.isalnum())
+    rest, socketio = (b.name for b in BALANCED["frontend"])
+    contexts = []
+    for name in cluster.bot_names():
+        bot = cluster.bots.get(name)
+        targets: tuple[Target, ...] = ()
+        if origin is not None:
+            targets = tuple(
+                reach(cluster, placement, origin, c, "http") for c in placement.of("frontend", name)
+            )
+        contexts.append(
+            BotContext(
+                name=name,
+                frontend=cluster.frontend_of(name),
+                project=cluster.project_of(name),
+                rest=bot_backend(rest, name),
+                socketio=bot_backend(socketio, name),
+                targets=targets,
+                endpoints=endpoints_file(name),
+                collection=f"conversations_{name}" if name else "conversations",
+                key_prefix=cluster_prefix + name,
+                routes=bot.routes if bot else BotRoutes(),
+                default=bot.default if bot else True,
+            )
+        )
+    return tuple(contexts)
 
 
 def reach(
@@ -195,6 +262,7 @@ def host_context(
         redis_primary=redis_primary,
         lb_metrics=lb_metrics,
         store_ports=store_ports,
+        bots=bot_contexts(cluster, placement, host if "lb" in services else None),
     )
 
 
@@ -250,4 +318,5 @@ def swarm_context(
         redis_primary=None,
         lb_metrics=lb_metrics,
         store_ports=store_ports,
+        bots=bot_contexts(cluster, placement, None),
     )

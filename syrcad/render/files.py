@@ -81,10 +81,12 @@ RASA_MODULES = (
 RASA_MODULE_FILES: tuple[tuple[str, str, str], ...] = tuple(
     (f"rasa/{module}", f"compose/rasa/{module}", "frontend") for module in RASA_MODULES
 )
+# One per bot, named by BotContext.endpoints: its tracker collection and lock key prefix.
+ENDPOINTS = "rasa/endpoints.yml"
 # (path on the host, template, the service whose presence on a host calls for the file)
 HOST_FILES: tuple[tuple[str, str, str | None], ...] = (
     ("compose.yml", "compose/compose.yml.j2", None),
-    ("rasa/endpoints.yml", "compose/rasa/endpoints.yml.j2", "frontend"),
+    (ENDPOINTS, "compose/rasa/endpoints.yml.j2", "frontend"),
     ("rasa/credentials.yml", "compose/rasa/credentials.yml.j2", "frontend"),
     *RASA_MODULE_FILES,
     ("redis/redis.conf", "compose/stores/redis.conf.j2", "redis"),
@@ -113,7 +115,11 @@ def render(cluster: Cluster, placement: Placement, secrets: Secrets) -> tuple[Re
         values = variables(ctx)
 
         for path, template, needed_by in HOST_FILES:
-            if needed_by is None or ctx.has(needed_by):
+            if path == ENDPOINTS and ctx.has(needed_by or ""):
+                for bot in ctx.bots:
+                    content = render_template(template, **values, bot=bot)
+                    files.append(RenderedFile(host, PurePosixPath("rasa", bot.endpoints), content))
+            elif needed_by is None or ctx.has(needed_by):
                 # Files without .j2 are shipped as they are (the lock store module).
                 content = (
                     render_template(template, **values)
@@ -151,7 +157,6 @@ def variables(ctx: HostContext) -> dict[str, object]:
     ]
     return {
         **{field.name: getattr(ctx, field.name) for field in dataclasses.fields(ctx)},
-        "key_prefix": ctx.key_prefix,
         "own": ctx.own,
         "rasa_modules": RASA_MODULES,
         "lb": cluster.services.lb,

@@ -61,6 +61,7 @@ def render_stack(
     values = variables(ctx)
     values["resolve_names"] = True
     values["tracker_password_file"] = None  # no rotation under Swarm yet
+    values["bot"] = ctx.bots[0]  # one bot: `bots:` is refused under Swarm (config/checks.py)
     # Every file is a secret, in the one folder where Swarm mounts them (swarm_context's).
     secrets_dir = {"haproxy_dir": ctx.config_dir, "prometheus_dir": ctx.config_dir}
     values["inside"] = {**values["inside"], **secrets_dir}  # type: ignore[dict-item]

@@ -10,7 +10,8 @@ by default, or postgres):
   Mongo on node3, Redis with Sentinels on all three (node3's the primary), so traffic crosses
   host addresses.
 The same tests run on both; tests marked `hosts_layout` only on the second (deselected, and
-counted as such, on the first). Everything is torn down at the end. A missing engine or image
+counted as such, on the first). Two more layouts run their own tests only: `swarm` (the three
+test hosts as one swarm) and `bots` (the local one with two bots: English and German). Everything is torn down at the end. A missing engine or image
 fails the run: these tests are never skipped silently.
 """
 
@@ -53,6 +54,18 @@ TLS_PORT = 18443
 STORES = {"tracker": {"port": 37017}, "lock": {"port": 36379, "sentinel_port": 46379}}
 POSTGRES_PORT = 35432
 PROMETHEUS_PORT = 19090
+# The bots layout's two bots, and how each is reached besides its path /bots/NAME/.
+BOTS = {
+    "en": {
+        "path": str(ROOT / "bot"),
+        "routes": {"app_ids": ["app-en"], "hosts": ["en.chat.test"], "locales": ["en"]},
+        "default": True,
+    },
+    "de": {
+        "path": str(ROOT / "bot-de"),
+        "routes": {"app_ids": ["app-de"], "hosts": ["de.chat.test"], "locales": ["de"]},
+    },
+}
 
 
 OUTPUTS: list[str] = []  # everything syrcad printed during the run, checked for secrets
@@ -188,13 +201,14 @@ CHUNK_EVENTS: int = EVENT_CHUNKS.CHUNK_EVENTS
 @dataclass(frozen=True)
 class MongoTrackers:
     """syrcad's Mongo tracker store: each conversation in documents of CHUNK_EVENTS events in
-    `conversations.chunks`, read here on their own."""
+    `<collection>.chunks`, read here on their own (a bot's collection: conversations_NAME)."""
 
     client: Any
+    collection: str = "conversations"
 
     @property
     def chunks(self) -> Any:
-        return self.client["rasa"]["conversations.chunks"]
+        return self.client["rasa"][f"{self.collection}.chunks"]
 
     def events(self, sender: str) -> list[dict[str, Any]]:
         return self._joined(self.chunks.find({"sender_id": sender})).get(sender, [])
@@ -476,6 +490,8 @@ def write_hosts_file(folder: Path, layout: Layout) -> Path:
         document["services"]["lb"]["trusted_sources"] = [f"{layout.second_client}/32"]
         document["services"]["lb"]["virtual_address"] = testhosts.VIRTUAL_ADDRESS
     document["stores"] = STORES
+    if layout.name == "bots":
+        document["bots"] = BOTS
     # Proven on the local layout (test_monitoring.py) and under Swarm (test_swarm.py); the hosts
     # layout need not carry the image.
     monitored = layout.name in ("local", "swarm")
@@ -522,15 +538,16 @@ def self_signed(folder: Path) -> Path:
     return pem
 
 
-def has_model() -> bool:
-    return any((ROOT / "bot" / "models").glob("*.tar.gz"))
+def has_model(project: Path = ROOT / "bot") -> bool:
+    return any((project / "models").glob("*.tar.gz"))
 
 
 @pytest.fixture(scope="session")
 def layout(request: pytest.FixtureRequest) -> Iterator[Layout]:
     tracker = str(request.config.getoption("--tracker"))
-    if request.config.getoption("--layout") == "local":
-        yield dataclasses.replace(local_layout(), tracker=tracker)
+    if request.config.getoption("--layout") in ("local", "bots"):
+        name = str(request.config.getoption("--layout"))
+        yield dataclasses.replace(local_layout(), name=name, tracker=tracker)
         return
     made = swarm_layout if request.config.getoption("--layout") == "swarm" else hosts_layout
     try:
@@ -546,7 +563,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, layout: Layout) -> Iterato
     require_engine()
     syrcad("images", "build")  # a no-op when the images are up to date
     hosts_file = write_hosts_file(tmp_path_factory.mktemp("e2e"), layout)
-    if not has_model():
+    if layout.name == "bots":
+        for bot, settings in BOTS.items():
+            if not has_model(Path(str(settings["path"]))):
+                syrcad("train", "--bot", bot, "--hosts", str(hosts_file))
+    elif not has_model():
         syrcad("train", "--hosts", str(hosts_file))
     started = time.monotonic()
     try:  # a failed `up` is taken down too

@@ -94,6 +94,7 @@ class Driver(Workers):
     url: str
     workers: int = 4
     think_s: float = 0.2
+    turns: tuple[tuple[str, str], ...] = TURNS  # (message, how its reply begins), in order
     sent: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     exchanges: list[Exchange] = field(default_factory=list)
 
@@ -105,7 +106,7 @@ class Driver(Workers):
         session = requests.Session()
         while not self._stop.is_set():
             sender = str(uuid.uuid4())
-            for message, expected in TURNS:
+            for message, expected in self.turns:
                 with self._lock:
                     self.sent[sender].append(message)
                 exchange = self._send(session, sender, message, expected)

@@ -33,6 +33,7 @@ class SocketUser:
     url: str
     transport: Transport
     session_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    path: str = "socket.io"  # where the server answers socket.io (a bot's: bots/NAME/socket.io)
     connects: int = 0  # the first connect and every reconnect
     disconnects: int = 0  # cuts: not counting close()
     custom: list[dict[str, Any]] = field(default_factory=list)  # replies without text
@@ -52,7 +53,9 @@ class SocketUser:
         client.on("bot_uttered", self._replies.put)
         client.on("bot_error", self._on_error)
         self._client = client  # before connecting: the connect handler runs meanwhile
-        client.connect(self.url, transports=[self.transport], wait_timeout=10)
+        client.connect(
+            self.url, transports=[self.transport], socketio_path=self.path, wait_timeout=10
+        )
         self.wait_confirmed()
         return self
 
