@@ -246,6 +246,23 @@ CASES: dict[str, tuple[str, str]] = {
         "{file}:13: bots.de.frontend: unknown key 'base_port' (allowed: replicas, "
         "sanic_workers, model, maxconn, balance, resources)",
     ),
+    "a bot's own actions on an NFS project": (
+        BASE.replace(
+            "  path: /srv/bot\n", "  path: /srv/bot\n  nfs: {server: 10.0.0.9, export: /bot}\n"
+        )
+        + "bots:\n  de:\n    actions: {path: /srv/bot/de-actions}\n",
+        "{file}:13: bots.de.actions: with project.nfs the action servers run project.actions (the one "
+        "export mounted); a bot's own actions need engine: compose without nfs, for now",
+    ),
+    "a bot on hosts without its role": (
+        BASE + "bots:\n  de:\n    hosts: [store1]\n",
+        "{file}:12: bots.de.hosts: none of these hosts has the role 'frontend', which bot de's "
+        "frontends need",
+    ),
+    "a bot on a host the file lacks": (
+        BASE + "bots:\n  de:\n    hosts: [app1, app9]\n",
+        "{file}:12: bots.de.hosts[1]: 'app9' is not a host of this file (app1, store1)",
+    ),
     "bots under Swarm": (
         "engine: swarm\n" + BASE + "bots:\n  de: {}\n",
         "{file}:11: bots: several bots run with engine: compose only, for now",

@@ -30,7 +30,8 @@ HIGHLY_AVAILABLE = "hosts.yml+ha"
 # hosts.yml on Docker Swarm: one stack for the whole cluster.
 ON_SWARM = "hosts.yml+swarm"
 # hosts.yml with two bots, each from its own folder: English (the default; by APP_ID, host and
-# language) and German.
+# language; the shared action servers) and German (on app2 only, with action servers of its own,
+# pulling its models from the model server).
 WITH_BOTS = "hosts.yml+bots"
 EXAMPLE_FILES = ["hosts.yml", "local.yml", WITH_POSTGRES, HIGHLY_AVAILABLE, ON_SWARM, WITH_BOTS]
 TWO_BOTS = {
@@ -42,7 +43,10 @@ TWO_BOTS = {
     },
     "de": {
         "path": "/srv/syrcad/bot-de",
-        "frontend": {"replicas": 2, "sanic_workers": 2},
+        "frontend": {"replicas": 2, "sanic_workers": 2, "resources": {"cpus": 1}},
+        "actions": {"path": "/srv/syrcad/actions-de", "replicas": 1, "idempotent": ["action_x"]},
+        "hosts": ["app2"],
+        "pull_models": True,
         "routes": {"app_ids": ["app-de-1"], "locales": ["de", "de_AT"]},
     },
 }

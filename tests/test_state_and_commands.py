@@ -70,18 +70,31 @@ def test_pinned_model_applies() -> None:
 
 def test_a_bot_is_scaled_and_pinned_on_its_own() -> None:
     cluster = load(EXAMPLES / "local.yml").cluster
-    cluster = Cluster.model_validate(
-        {**cluster.model_dump(mode="json"), "bots": {"en": {"default": True}, "de": {}}}
-    )
+    own_actions = {"path": "/srv/actions-de", "resources": {"cpus": 0.5}}
+    bots = {"en": {"default": True}, "de": {"actions": own_actions}}
+    cluster = Cluster.model_validate({**cluster.model_dump(mode="json"), "bots": bots})
     state = State(
-        scale={"frontend.de": ScaleRecord(4, cluster.frontend_of("de").replicas)},
+        scale={
+            "frontend.de": ScaleRecord(4, cluster.frontend_of("de").replicas),
+            "action.de": ScaleRecord(3, cluster.action_of("de").replicas),
+        },
         models={"de": "models/de.tar.gz"},
     )
     applied = state.applied_to(cluster)
     assert applied.frontend_of("de").replicas == 4
     assert applied.frontend_of("de").model == "models/de.tar.gz"
     assert applied.frontend_of("en") == cluster.frontend_of("en")
-    assert [c.name for c in place(applied).of("frontend", "de")][-1] == "frontend-de-4"
+    assert applied.action_of("de").replicas == 3
+    assert applied.action_of("de").resources.cpus == 0.5  # its own, over services.action's
+    assert applied.action_of("") == cluster.action_of("")  # the shared pool, unchanged
+    placed = place(applied)
+    assert [c.name for c in placed.of("frontend", "de")][-1] == "frontend-de-4"
+    assert [c.name for c in placed.of("action", "de")] == [
+        "action-de-1",
+        "action-de-2",
+        "action-de-3",
+    ]
+    assert set(placed.listed("action")) == {"action_servers", "action_servers_de"}
 
 
 def test_state_file_round_trip(tmp_path: Path) -> None:

@@ -105,7 +105,9 @@ def scale(
     if bot is not None:
         known_bot(file_cluster, bot)
         if "action" in counts:
-            raise UsageError("the action servers serve every bot: scale them without --bot")
+            own_actions(file_cluster, bot, "scale them")
+    elif "action" in counts and "" not in file_cluster.action_pools():
+        raise UsageError("every bot has action servers of its own: scale them with --bot")
     elif "frontend" in counts and file_cluster.bots:
         raise UsageError(f"whose frontends? give --bot, one of: {', '.join(file_cluster.bots)}")
     records = dict(old.state.live(file_cluster))
@@ -141,9 +143,10 @@ def rollout(
     """Every replica of `service` (of one bot's frontends with `bot`), `batch` at a time."""
     recorded = read_state(state_path(hosts_file))
     if bot is not None:
-        known_bot(prepare(hosts_file, recorded).loaded.cluster, bot)
-        if service != "frontend":
-            raise UsageError("the action servers serve every bot: roll them out without --bot")
+        file_cluster = prepare(hosts_file, recorded).loaded.cluster
+        known_bot(file_cluster, bot)
+        if service == "action":
+            own_actions(file_cluster, bot, "roll them out")
     # A rollout takes the newest model: a pin from an earlier failed one is dropped.
     models = {b: m for b, m in recorded.models.items() if bot is not None and b != bot}
     state = replace(recorded, models=models)
@@ -152,6 +155,12 @@ def rollout(
         return steps.swarm_rollout(dep.cluster, dep.placement, service, batch), dep, state
     plan = steps.rollout(dep.placement, service, batch, changed_files(dep), bot)
     return plan, dep, state
+
+
+def own_actions(cluster: Cluster, bot: str, what: str) -> None:
+    """A bot's own action servers are changed with --bot; the shared ones without."""
+    if not cluster.action_pool_of(bot):
+        raise UsageError(f"bot {bot} uses the shared action servers: {what} without --bot")
 
 
 def known_bot(cluster: Cluster, bot: str) -> None:

@@ -55,8 +55,13 @@ def _project(dep: Deployment, host: HostHandle, containers: Iterable[Container])
     if project.nfs:
         return []
     problems = []
-    services = {c.service for c in containers}
-    for bot in dict.fromkeys(c.bot for c in containers if c.service == "frontend"):
+    cluster = dep.cluster
+    # A bot's model is read where its frontends run, or where the model server that serves it
+    # does (its frontends pull it from there).
+    pulling = {name for name, bot in cluster.bots.items() if bot.pull_models}
+    loading = [c.bot for c in containers if c.service == "frontend" and c.bot not in pulling]
+    serving = sorted(pulling) if any(c.service == "model-server" for c in containers) else []
+    for bot in dict.fromkeys([*loading, *serving]):
         path = dep.cluster.project_of(bot).rstrip("/")
         model = f"{path}/{dep.cluster.frontend_of(bot).model}"
         if not host.shell("look for a model", commands.find_model(model)).strip():
@@ -67,11 +72,12 @@ def _project(dep: Deployment, host: HostHandle, containers: Iterable[Container])
                 f"{host.name}: no trained model in {model}: {whose}frontends would never get "
                 f"ready. Run `{train}` first."
             )
-    if "action" in services:
-        actions = project.actions_path()
+    for pool in dict.fromkeys(c.bot for c in containers if c.service == "action"):
+        actions = dep.cluster.actions_path_of(pool)
+        key = f"bots.{pool}.actions.path" if pool else "project.actions"
         if not host.shell("look for the actions", commands.find_actions(actions)).strip():
             problems.append(
-                f"{host.name}: no actions package (*.py) in {actions}: set project.actions "
+                f"{host.name}: no actions package (*.py) in {actions}: set {key} "
                 "in hosts.yml to the folder of your rasa-sdk actions."
             )
     return problems

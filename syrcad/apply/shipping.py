@@ -38,6 +38,7 @@ def image_of(cluster: Cluster, service: Service) -> str:
         "keepalived": images.keepalived,
         "blackbox": images.prometheus,
         "prometheus": images.prometheus,
+        "model-server": images.rasa,  # Python's standard library is all it needs
     }[service]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from syrcad.config.loader import Loc
 from syrcad.config.model import Cluster, MongoTracker, PostgresTracker, Role
@@ -172,6 +173,29 @@ def _bots(cluster: Cluster) -> Found:
                         f"{meaning} '{value}' already routes to bot '{owner[key]}'",
                     )
                 owner.setdefault(key, name)
+    for name, bot in cluster.bots.items():
+        for index, host in enumerate(bot.hosts):
+            if host not in cluster.hosts:
+                yield (
+                    ("bots", name, "hosts", index),
+                    f"'{host}' is not a host of this file ({', '.join(cluster.hosts)})",
+                )
+        roles: tuple[Literal["frontend", "action"], ...] = ("frontend",)
+        if bot.actions != "shared":
+            roles = ("frontend", "action")
+        for role in roles:
+            if bot.hosts and not cluster.pool_hosts(role, name):
+                yield (
+                    ("bots", name, "hosts"),
+                    f"none of these hosts has the role '{role}', which bot {name}'s "
+                    f"{'frontends' if role == 'frontend' else 'own action servers'} need",
+                )
+    server = cluster.services.model_server.host
+    if server and server not in cluster.hosts:
+        yield (
+            ("services", "model_server", "host"),
+            f"'{server}' is not a host of this file ({', '.join(cluster.hosts)})",
+        )
     if cluster.engine == "swarm":
         yield ("bots",), "several bots run with engine: compose only, for now"
     if not isinstance(cluster.stores.tracker, MongoTracker):
@@ -187,6 +211,12 @@ def _bots(cluster: Cluster) -> Found:
                     ("bots", name, "path"),
                     "with project.nfs every bot loads project.path (the one export mounted); "
                     "a bot's own path needs engine: compose without nfs, for now",
+                )
+            if bot.actions != "shared":
+                yield (
+                    ("bots", name, "actions"),
+                    "with project.nfs the action servers run project.actions (the one export "
+                    "mounted); a bot's own actions need engine: compose without nfs, for now",
                 )
 
 

@@ -241,10 +241,21 @@ class LbService(Model):
     virtual_router_id: Annotated[int, Field(ge=1, le=255)] = 51  # unique on that network
 
 
+class ModelServer(Model):
+    """Serves each bot's newest trained model over HTTP to the frontends of the bots that pull
+    theirs (`bots.NAME.pull_models`); runs only when one does."""
+
+    host: Name | None = None  # default: the first host with the role train, else frontend
+    port: Port = 8075  # on the host's cluster address
+    # How often each frontend process asks for a newer model (Rasa's wait_time_between_pulls).
+    pull_every_s: Annotated[int, Field(ge=1, le=3600)] = 10
+
+
 class Services(Model):
     frontend: FrontendService = FrontendService()
     action: ActionService = ActionService()
     lb: LbService = LbService()
+    model_server: ModelServer = ModelServer()
 
 
 class BotFrontend(Model):
@@ -259,6 +270,17 @@ class BotFrontend(Model):
     resources: Resources | None = None
 
 
+class BotActions(Model):
+    """A bot's own action servers: its own rasa-sdk package, in a pool of its own behind the
+    action LB. Each key left out is taken from services.action; host ports follow the pool
+    before it (services.action.base_port for the first)."""
+
+    path: HostPath  # the bot's actions package on every host
+    replicas: Replicas | None = None
+    resources: Resources | None = None
+    idempotent: tuple[ActionName, ...] | None = None
+
+
 class BotRoutes(Model):
     """How a request names this bot on the public LB, besides the path /bots/NAME/..."""
 
@@ -271,9 +293,17 @@ class BotRoutes(Model):
 
 class Bot(Model):
     # The bot's Rasa project (config, domain, data, models) on every host; default project.path.
-    # Its actions are the cluster's one action pool (project.actions).
     path: HostPath | None = None
     frontend: BotFrontend = BotFrontend()
+    # shared: the cluster's action servers (project.actions, services.action); or a pool of
+    # the bot's own.
+    actions: Literal["shared"] | BotActions = "shared"
+    # Where its frontends (and its own action servers) run: these of the hosts with the role;
+    # default every one.
+    hosts: tuple[Name, ...] = ()
+    # true: its frontends pull the newest model from the model server (services.model_server)
+    # by themselves, instead of loading it from the shared folder when they start.
+    pull_models: bool = False
     routes: BotRoutes = BotRoutes()
     # Requests that name no bot go here; without a default bot they get a 404.
     default: bool = False
@@ -370,8 +400,37 @@ class Cluster(Model):
         """`bot`'s frontend settings: its own keys over services.frontend."""
         if not bot:
             return self.services.frontend
-        own = self.bots[bot].frontend.model_dump(exclude_none=True)
-        return self.services.frontend.model_copy(update=own)
+        return self.services.frontend.model_copy(update=_set(self.bots[bot].frontend))
+
+    def pool_hosts(self, role: Literal["frontend", "action"], bot: str) -> tuple[str, ...]:
+        """The hosts a pool of `role` (a bot's, or "" for the shared one) runs on, in file
+        order (placement depends on it)."""
+        chosen = self.bots[bot].hosts if bot else ()
+        return tuple(h for h in self.hosts_with(role) if not chosen or h in chosen)
+
+    def action_pools(self) -> tuple[str, ...]:
+        """The action server pools: "" for the shared one (unless every bot has its own), then
+        each bot's own, in file order."""
+        own = tuple(name for name, bot in self.bots.items() if bot.actions != "shared")
+        shared = ("",) if len(own) < len(self.bots) or not self.bots else ()
+        return shared + own
+
+    def action_pool_of(self, bot: str) -> str:
+        """The pool that runs `bot`'s actions: its own, or "" (the shared one)."""
+        return bot if bot and self.bots[bot].actions != "shared" else ""
+
+    def action_of(self, pool: str) -> ActionService:
+        """A pool's action settings: a bot's own keys over services.action."""
+        actions = self.bots[pool].actions if pool else "shared"
+        if isinstance(actions, BotActions):
+            own = {key: value for key, value in _set(actions).items() if key != "path"}
+            return self.services.action.model_copy(update=own)
+        return self.services.action
+
+    def actions_path_of(self, pool: str) -> str:
+        """A pool's rasa-sdk actions package on the hosts."""
+        actions = self.bots[pool].actions if pool else "shared"
+        return actions.path if isinstance(actions, BotActions) else self.project.actions_path()
 
     def project_of(self, bot: str) -> str:
         """`bot`'s Rasa project folder on the hosts."""
@@ -397,6 +456,13 @@ class Cluster(Model):
         vip = self.services.lb.virtual_address
         return str(vip) if vip else str(self.hosts[self.hosts_with("lb")[0]].address)
 
+    def model_server_host(self) -> str | None:
+        """Where the model server runs; None when no bot pulls its models."""
+        if not any(bot.pull_models for bot in self.bots.values()):
+            return None
+        default = (self.hosts_with("train") or self.hosts_with("frontend") or (None,))[0]
+        return self.services.model_server.host or default
+
     def monitoring_host(self) -> str | None:
         """Where Prometheus runs; None without `monitoring.prometheus`."""
         if not self.monitoring.prometheus:
@@ -415,3 +481,12 @@ class Cluster(Model):
         """Where `host`'s rendered files live on it. Named per host, so that hosts sharing a
         filesystem (an NFS-mounted deploy_dir, test hosts on one machine) never collide."""
         return f"{self.cluster_dir()}/{host}"
+
+
+def _set(overrides: Model) -> dict[str, Any]:
+    """The keys `overrides` gives a value (the models themselves, not dumped to dicts)."""
+    return {
+        key: value
+        for key in type(overrides).model_fields
+        if (value := getattr(overrides, key)) is not None
+    }

@@ -35,11 +35,11 @@ def record_name(service: Scalable, bot: str) -> str:
 
 
 def file_replicas(cluster: Cluster, name: str) -> int | None:
-    """What hosts.yml says for a scale record's count; None for a bot it no longer has."""
+    """What hosts.yml says for a scale record's count; None for a pool it no longer has."""
     service, _, bot = name.partition(".")
-    if bot:
-        return cluster.frontend_of(bot).replicas if bot in cluster.bots else None
-    return int(getattr(cluster.services, service).replicas)
+    if service == "frontend":
+        return cluster.frontend_of(bot).replicas if not bot or bot in cluster.bots else None
+    return cluster.action_of(bot).replicas if bot in cluster.action_pools() else None
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,13 @@ class State:
         """`cluster` with the records that still hold (hosts.yml unchanged since) applied."""
         services = cluster.services
         updates = {}
-        bots: dict[str, dict[str, object]] = {}
+        # bot → its section (frontend, actions) → the keys that change
+        bots: dict[str, dict[str, dict[str, object]]] = {}
         for name, record in self.live(cluster).items():
             service, _, bot = name.partition(".")
             if bot:
-                bots.setdefault(bot, {})["replicas"] = record.replicas
+                section = "frontend" if service == "frontend" else "actions"
+                bots.setdefault(bot, {}).setdefault(section, {})["replicas"] = record.replicas
             else:
                 updates[service] = getattr(services, service).model_copy(
                     update={"replicas": record.replicas}
@@ -67,11 +69,16 @@ class State:
                     update={"model": model}
                 )
             elif bot in cluster.bots:
-                bots.setdefault(bot, {})["model"] = model
+                bots.setdefault(bot, {}).setdefault("frontend", {})["model"] = model
         if not updates and not bots:
             return cluster
         changed_bots = {
-            name: bot.model_copy(update={"frontend": bot.frontend.model_copy(update=bots[name])})
+            name: bot.model_copy(
+                update={
+                    section: getattr(bot, section).model_copy(update=keys)
+                    for section, keys in bots[name].items()
+                }
+            )
             for name, bot in cluster.bots.items()
             if name in bots
         }

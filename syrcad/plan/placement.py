@@ -23,6 +23,7 @@ Service = Literal[
     "postgres",
     "redis",
     "sentinel",
+    "model-server",
     "action",
     "frontend",
     "action-lb",
@@ -71,6 +72,7 @@ LB_TLS_PORT = 8443
 LB_ACTIONS_PORT = 8055
 PROMETHEUS_PORT = 9090
 BLACKBOX_PORT = 9115
+MODEL_SERVER_PORT = 8075
 # Under Swarm: where a frontend or action server tells its LBs to drain it (HAProxy agent-check).
 AGENT_PORT = 5099
 # The LB stats page's user (its password is a secret), and where configs are mounted inside.
@@ -96,7 +98,8 @@ class Container:
     replica: int
     host: str
     ports: tuple[PortBinding, ...]
-    bot: str = ""  # a frontend's bot, when hosts.yml has `bots:`
+    # A frontend's bot, when hosts.yml has `bots:`; an action server's, in a bot's own pool.
+    bot: str = ""
 
     @property
     def name(self) -> str:
@@ -157,11 +160,11 @@ def spread(count: int, hosts: tuple[str, ...]) -> list[tuple[int, str, int]]:
 
 def place(cluster: Cluster) -> Placement:
     """Place every container of `cluster`; raise ConfigError if the ports do not fit."""
-    services = cluster.services
     containers = [
         *_stores(cluster),
-        *_replicas(cluster, "action", services.action.replicas, services.action.base_port),
-        *_frontends(cluster),
+        *_model_server(cluster),
+        *_pools(cluster, "action"),
+        *_pools(cluster, "frontend"),
         *_load_balancers(cluster),
         *_monitoring(cluster),
     ]
@@ -181,10 +184,14 @@ INNER_PORT: dict[Service, int] = {
 
 
 def _replicas(
-    cluster: Cluster, service: Literal["action", "frontend"], count: int, base: int
+    service: Literal["action", "frontend"],
+    count: int,
+    base: int,
+    hosts: tuple[str, ...],
+    key: tuple[str, ...],
 ) -> list[Container]:
-    """`count` replicas round-robin over the hosts with the role, from `base` on each host."""
-    hosts = cluster.hosts_with(service)
+    """`count` replicas round-robin over `hosts`, from `base` on each host (`key` sets the
+    count)."""
     if not hosts:
         return []
     top = base + (count - 1) // len(hosts)
@@ -193,7 +200,7 @@ def _replicas(
         raise ConfigError(
             [
                 _issue(
-                    ("services", service, "replicas"),
+                    key,
                     f"{count} replicas need host ports up to {top} from base_port {base} "
                     f"on {len(hosts)} host(s); at most {most} fit",
                 )
@@ -205,16 +212,26 @@ def _replicas(
     ]
 
 
-def _frontends(cluster: Cluster) -> list[Container]:
-    """Each bot's frontends; a bot's host ports follow the previous bot's on every host."""
-    hosts = cluster.hosts_with("frontend")
-    base = cluster.services.frontend.base_port
+def _pools(cluster: Cluster, service: Literal["action", "frontend"]) -> list[Container]:
+    """Each pool of `service` (a bot's frontends; the shared action servers and each bot's
+    own): a pool's host ports follow the previous pool's on every host."""
+    if service == "frontend":
+        pools = {bot: cluster.frontend_of(bot).replicas for bot in cluster.bot_names()}
+        first = cluster.services.frontend.base_port
+    else:
+        pools = {pool: cluster.action_of(pool).replicas for pool in cluster.action_pools()}
+        first = cluster.services.action.base_port
+    free: dict[str, int] = {}  # host → its first port no pool took yet
     containers: list[Container] = []
-    for bot in cluster.bot_names():
-        replicas = cluster.frontend_of(bot).replicas
-        pool = _replicas(cluster, "frontend", replicas, base)
+    for bot, replicas in pools.items():
+        hosts = cluster.pool_hosts(service, bot)
+        base = max((free.get(host, first) for host in hosts), default=first)
+        section = ("frontend" if service == "frontend" else "actions") if bot else service
+        key = ("bots", bot, section, "replicas") if bot else ("services", service, "replicas")
+        pool = _replicas(service, replicas, base, hosts, key)
         containers += [dataclasses.replace(c, bot=bot) for c in pool]
-        base += -(-replicas // max(len(hosts), 1))  # the slots the busiest host took
+        for host in hosts:
+            free[host] = base + -(-replicas // len(hosts))  # the slots the busiest host took
     return containers
 
 
@@ -269,6 +286,14 @@ def _load_balancers(cluster: Cluster) -> list[Container]:
     ]
 
 
+def _model_server(cluster: Cluster) -> list[Container]:
+    host = cluster.model_server_host()
+    if host is None:
+        return []
+    port = cluster.services.model_server.port
+    return [Container("model-server", 1, host, (PortBinding("http", port, MODEL_SERVER_PORT),))]
+
+
 def _monitoring(cluster: Cluster) -> list[Container]:
     """Prometheus and the blackbox exporter it probes the stores with, side by side."""
     host = cluster.monitoring_host()
@@ -307,6 +332,7 @@ _PORT_KEYS: dict[tuple[Service, str], tuple[str, ...]] = {
     ("lb", "api"): ("services", "lb", "api_port"),
     ("lb", "stats"): ("services", "lb", "stats_port"),
     ("prometheus", "http"): ("monitoring", "port"),
+    ("model-server", "http"): ("services", "model_server", "port"),
 }
 
 

@@ -16,6 +16,7 @@ READY_WITHIN_S: dict[Service, int] = {
     "postgres": 120,
     "redis": 60,
     "sentinel": 60,
+    "model-server": 60,
     "action": 180,
     # A frontend loads its model: four loading at once beside two serving at full load took
     # over 225 s on 2 cores.

@@ -62,7 +62,7 @@ Action = Literal[
 ]
 # The stages of `up`: what a stage needs is ready before it starts.
 STAGES: tuple[tuple[Service, ...], ...] = (
-    ("mongo", "postgres", "redis", "sentinel"),
+    ("mongo", "postgres", "redis", "sentinel", "model-server"),
     ("action",),
     ("frontend",),
     ("action-lb", "lb", "keepalived"),

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from urllib.parse import urlencode
 
-from syrcad.config.model import BotRoutes, Cluster, FrontendService, PostgresTracker
+from syrcad.config.model import (
+    ActionService,
+    BotRoutes,
+    Cluster,
+    FrontendService,
+    PostgresTracker,
+)
 from syrcad.config.secrets import Secrets
 from syrcad.plan import readiness
 from syrcad.plan.placement import (
@@ -64,6 +71,15 @@ class BotContext:
     key_prefix: str  # its lock store key prefix (alphanumeric: Rasa ignores any other)
     routes: BotRoutes
     default: bool
+    actions: ActionService  # the settings of the action pool that runs its actions
+    action_path: str  # where that pool answers on the action LB
+    pulls: bool  # its frontends pull their model from the model server
+
+    @property
+    def models_folder(self) -> str:
+        """Its models folder inside its project: the model setting, or the folder of a file."""
+        model = PurePosixPath(self.frontend.model)
+        return str(model.parent if model.name.endswith(".tar.gz") else model)
 
     @property
     def path_prefix(self) -> str:
@@ -76,6 +92,22 @@ class BotContext:
         return tuple(
             "^" + re.sub(r"[-_]", "[-_]", locale) + "([-_;]|$)" for locale in self.routes.locales
         )
+
+
+@dataclass(frozen=True)
+class ActionPool:
+    """A pool of action servers as the templates see it: the shared one (name "") or a bot's."""
+
+    name: str
+    settings: ActionService
+    path: str  # its actions package on the hosts
+    backend: str  # its backend on the action LB
+    targets: tuple[Target, ...]  # its servers, as this host's action LB reaches them
+
+    @property
+    def path_prefix(self) -> str:
+        """What the frontends put before /webhook to reach this pool through the action LB."""
+        return f"/bots/{self.name}" if self.name else ""
 
 
 @dataclass(frozen=True)
@@ -92,8 +124,6 @@ class HostContext:
     secrets: Secrets
     containers: tuple[Published, ...]
     config_dir: str
-    frontends: tuple[Target, ...]
-    actions: tuple[Target, ...]
     trackers: tuple[Target, ...]
     lock: Target | None
     action_lb: Target | None
@@ -106,6 +136,10 @@ class HostContext:
     lb_metrics: tuple[Target, ...] = ()
     store_ports: tuple[Target, ...] = ()
     bots: tuple[BotContext, ...] = ()
+    action_pools: tuple[ActionPool, ...] = ()
+    model_server: Target | None = None  # as this host reaches it, when some bot pulls
+    # Every balanced backend (each bot's, each action pool's): what Prometheus alerts on.
+    balanced: tuple[str, ...] = ()
 
     def has(self, service: str) -> bool:
         return any(p.container.service == service for p in self.containers)
@@ -151,6 +185,34 @@ def endpoints_file(bot: str) -> str:
     return f"endpoints-{bot}.yml" if bot else "endpoints.yml"
 
 
+def action_pools(
+    cluster: Cluster, placement: Placement, origin: str | None
+) -> tuple[ActionPool, ...]:
+    """Every action pool; its servers as the action LB on `origin` reaches them (none without
+    an origin)."""
+    backend = BALANCED["action"][0].name
+    return tuple(
+        ActionPool(
+            name=pool,
+            settings=cluster.action_of(pool),
+            path=cluster.actions_path_of(pool),
+            backend=bot_backend(backend, pool),
+            targets=tuple(
+                reach(cluster, placement, origin, c, "http")
+                for c in placement.of("action", pool)
+                if origin is not None
+            ),
+        )
+        for pool in cluster.action_pools()
+    )
+
+
+def balanced(placement: Placement) -> tuple[str, ...]:
+    """Every balanced backend's name: each bot's frontends', then each action pool's."""
+    pools = sorted(placement.pools().items(), key=lambda p: p[0][0] != "frontend")
+    return tuple(backend.name for _, backends in pools for backend in backends)
+
+
 def bot_contexts(
     cluster: Cluster, placement: Placement, origin: str | None
 ) -> tuple[BotContext, ...]:
@@ -179,6 +241,9 @@ def bot_contexts(
                 key_prefix=cluster_prefix + name,
                 routes=bot.routes if bot else BotRoutes(),
                 default=bot.default if bot else True,
+                actions=cluster.action_of(cluster.action_pool_of(name)),
+                action_path=f"/bots/{name}/webhook" if cluster.action_pool_of(name) else "/webhook",
+                pulls=bool(bot and bot.pull_models),
             )
         )
     return tuple(contexts)
@@ -253,8 +318,6 @@ def host_context(
         secrets=secrets,
         containers=tuple(_published(c, address, vip) for c in ordered),
         config_dir=cluster.host_dir(host),
-        frontends=targets("frontend", needed_by="lb"),
-        actions=targets("action", needed_by="action-lb"),
         trackers=trackers,
         lock=locks[0] if locks else None,
         action_lb=next(iter(local_lb or action_lbs), None),
@@ -263,6 +326,12 @@ def host_context(
         lb_metrics=lb_metrics,
         store_ports=store_ports,
         bots=bot_contexts(cluster, placement, host if "lb" in services else None),
+        action_pools=action_pools(cluster, placement, host if "action-lb" in services else None),
+        balanced=balanced(placement),
+        model_server=next(
+            (reach(cluster, placement, host, c, "http") for c in placement.of("model-server")),
+            None,
+        ),
     )
 
 
@@ -309,8 +378,6 @@ def swarm_context(
         secrets=secrets,
         containers=(),
         config_dir="/run/secrets",
-        frontends=(),
-        actions=(),
         trackers=trackers,
         lock=locks[0] if locks else None,
         action_lb=Target("action-lb", "action-lb", LB_ACTIONS_PORT),
@@ -319,4 +386,6 @@ def swarm_context(
         lb_metrics=lb_metrics,
         store_ports=store_ports,
         bots=bot_contexts(cluster, placement, None),
+        action_pools=action_pools(cluster, placement, None),
+        balanced=balanced(placement),
     )

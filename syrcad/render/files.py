@@ -38,6 +38,7 @@ INSIDE = {
     "lb_actions_port": placement.LB_ACTIONS_PORT,
     "prometheus_port": placement.PROMETHEUS_PORT,
     "blackbox_port": placement.BLACKBOX_PORT,
+    "model_server_port": placement.MODEL_SERVER_PORT,
     "runtime_port": commands.RUNTIME_PORT,
     "agent_port": placement.AGENT_PORT,
     "server_state_file": commands.SERVER_STATE_FILE,
@@ -98,6 +99,7 @@ HOST_FILES: tuple[tuple[str, str, str | None], ...] = (
     ("keepalived/keepalived.conf", "compose/keepalived.conf.j2", "keepalived"),
     ("prometheus/prometheus.yml", "compose/prometheus/prometheus.yml.j2", "prometheus"),
     ("prometheus/alerts.yml", "compose/prometheus/alerts.yml.j2", "prometheus"),
+    ("model-server/serve_models.py", "compose/model-server/serve_models.py", "model-server"),
 )
 
 
@@ -143,8 +145,9 @@ def render(cluster: Cluster, placement: Placement, secrets: Secrets) -> tuple[Re
 def variables(ctx: HostContext) -> dict[str, object]:
     cluster = ctx.cluster
     project = cluster.project
-    # Only hosts running Rasa or actions mount the project.
-    nfs = project.nfs if ctx.has("frontend") or ctx.has("action") else None
+    # Only hosts running Rasa, actions or the model server mount the project.
+    mounting = ctx.has("frontend") or ctx.has("action") or ctx.has("model-server")
+    nfs = project.nfs if mounting else None
     nfs_actions_export = None
     if nfs:
         inside = PurePosixPath(project.actions_path()).relative_to(project.path)
@@ -165,7 +168,11 @@ def variables(ctx: HostContext) -> dict[str, object]:
         "mongo_url": ctx.mongo_url,
         "replica_set": cluster.mongo_replica_set(),
         "postgres": None if isinstance(cluster.stores.tracker, MongoTracker) else ctx.postgres,
-        "resolve_names": any(t.by_name for t in (*ctx.frontends, *ctx.actions)),
+        "resolve_names": any(
+            t.by_name
+            for targets in (*(b.targets for b in ctx.bots), *(p.targets for p in ctx.action_pools))
+            for t in targets
+        ),
         "project_volume": "project" if nfs else project.path,
         "actions_volume": "actions" if nfs else project.actions_path(),
         "nfs": nfs,

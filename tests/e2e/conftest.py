@@ -54,7 +54,9 @@ TLS_PORT = 18443
 STORES = {"tracker": {"port": 37017}, "lock": {"port": 36379, "sentinel_port": 46379}}
 POSTGRES_PORT = 35432
 PROMETHEUS_PORT = 19090
-# The bots layout's two bots, and how each is reached besides its path /bots/NAME/.
+# The bots layout's two bots, and how each is reached besides its path /bots/NAME/. German has
+# action servers of its own (the same package: the words are in each bot's domain), and pulls
+# its models from the model server.
 BOTS = {
     "en": {
         "path": str(ROOT / "bot"),
@@ -63,6 +65,8 @@ BOTS = {
     },
     "de": {
         "path": str(ROOT / "bot-de"),
+        "actions": {"path": str(ROOT / "actions"), "replicas": 1},
+        "pull_models": True,
         "routes": {"app_ids": ["app-de"], "hosts": ["de.chat.test"], "locales": ["de"]},
     },
 }

@@ -29,10 +29,11 @@ from .test_runbook import run_block
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bots_layout]
 
-# The runbook's blocks for a cluster with bots; the rollout's runs under load (below).
-UNDER_LOAD = "Ship a model for one bot"
-RUNBOOK = [b for b in runbook.blocks() if b.on_bots and b.section != UNDER_LOAD]
-ROLLOUT = next(b for b in runbook.blocks() if b.on_bots and b.section == UNDER_LOAD)
+# The runbook's blocks for a cluster with bots; two run inside the tests below, under load.
+ON_BOTS = {b.section: b for b in runbook.blocks() if b.on_bots}
+TRAIN = ON_BOTS.pop("Adding a bot or a language")
+ROLLOUT = ON_BOTS.pop("Ship a model for one bot")
+RUNBOOK = list(ON_BOTS.values())
 
 GREETING = {"en": "Hello! I can book you a table.", "de": "Hallo! Ich reserviere Ihnen gern"}
 GERMAN_TURNS = (
@@ -123,6 +124,7 @@ def test_one_sender_holds_two_conversations_apart(cluster: E2ECluster) -> None:
     its own tracker, held in its own collection."""
     sender = new_sender()
     said: dict[str, list[str]] = {"en": [], "de": []}
+    served_by: set[str] = set()
     for bot, message, expected in [
         ("en", "book a table", "Which cuisine would you like?"),
         ("de", "hallo", GREETING["de"]),  # not inside the English form
@@ -132,8 +134,13 @@ def test_one_sender_holds_two_conversations_apart(cluster: E2ECluster) -> None:
         ("de", "thailändisch", "Für wie viele Personen?"),
         ("de", "2", "Gebucht: ein Tisch für 2 (thailändisch Küche). Referenz "),
     ]:
-        assert texts(post(cluster, message, sender, path=f"/bots/{bot}"))[0].startswith(expected)
+        response = post(cluster, message, sender, path=f"/bots/{bot}")
+        assert texts(response)[0].startswith(expected)
         said[bot].append(message)
+        served_by.update(m["custom"]["data"]["served_by"] for m in response.json() if "custom" in m)
+    # The confirmations: German by its own action server, English by the shared ones.
+    assert served_by >= {"action-de-1"} and served_by - {"action-de-1"} <= {"action-1", "action-2"}
+    assert len(served_by) == 2, served_by
     mongo = cluster.mongo()
     for bot, messages in said.items():
         stored = MongoTrackers(mongo, f"conversations_{bot}").events(sender)
@@ -166,23 +173,55 @@ def test_runbook_block(block: runbook.Block, cluster: E2ECluster, tmp_path: Path
     run_block(block, cluster, tmp_path)
 
 
+def test_a_bot_that_pulls_takes_a_new_model_without_a_restart(
+    cluster: E2ECluster, tmp_path: Path
+) -> None:
+    """The runbook's `train --bot de` and `up`, under German load: the model server serves the
+    new model, and each German frontend pulls it and switches to it by itself (the same
+    containers), without a failed request."""
+    assert "train --bot de" in TRAIN.script
+    before, running = models(cluster, "de"), containers(cluster, "de")
+    german = Driver(f"{cluster.public}/bots/de", workers=2, turns=GERMAN_TURNS).start()
+    try:
+        run_block(TRAIN, cluster, tmp_path)
+        trained = time.monotonic()
+        pull_every_s = cluster.deployment.cluster.services.model_server.pull_every_s
+        while time.monotonic() - trained < pull_every_s + 60:
+            now = models(cluster, "de")
+            if len(set(now.values())) == 1 and set(now.values()) != set(before.values()):
+                break
+            time.sleep(1)
+        took = time.monotonic() - trained
+    finally:
+        german.stop()
+    print(f"\nthe German frontends ran the new model {took:.0f} s after the training ended")
+    assert len(set(now.values())) == 1 and set(now.values()) != set(before.values()), now
+    assert took <= pull_every_s + 60
+    assert containers(cluster, "de") == running  # taken up by the running frontends
+    assert german.failures == [], german.failures[:3]
+    trackers = MongoTrackers(cluster.mongo(), "conversations_de")
+    assert german.lost_or_reordered(trackers) == []
+
+
 def test_scale_one_bots_frontends(cluster: E2ECluster) -> None:
     hosts = str(cluster.hosts_file)
     refused = syrcad("scale", "frontend=3", "--hosts", hosts, check=False)
     assert refused.returncode == 2 and "give --bot" in refused.stderr + refused.stdout
     english = containers(cluster, "en")
-    syrcad("scale", "frontend=3", "--bot", "de", "--hosts", hosts)
+    syrcad("scale", "frontend=3", "action=2", "--bot", "de", "--hosts", hosts)
     try:
         rows = status(cluster, "de")
-        assert {r["container"]: r["lb"] for r in rows if r["service"] == "frontend"} == {
-            f"frontend-de-{n}": "UP" for n in (1, 2, 3)
+        assert {r["container"]: r["lb"] for r in rows if r["bot"] == "de"} == {
+            **{f"frontend-de-{n}": "UP" for n in (1, 2, 3)},
+            **{f"action-de-{n}": "UP" for n in (1, 2)},
         }
         assert {r["bot"] for r in rows if r["service"] == "frontend"} == {"de"}
         assert answered_by(post(cluster, "hi", path="/bots/de")) == "de"
     finally:
-        syrcad("scale", "frontend=2", "--bot", "de", "--hosts", hosts)
+        syrcad("scale", "frontend=2", "action=1", "--bot", "de", "--hosts", hosts)
     assert containers(cluster, "en") == english  # the English frontends were left alone
-    assert "frontend-de-3" not in syrcad("plan", "--hosts", hosts).stdout
+    plan = syrcad("plan", "--hosts", hosts).stdout
+    assert "frontend-de-3" not in plan and "action-de-2" not in plan
 
 
 def test_train_one_bot_and_roll_it_out_under_load(cluster: E2ECluster, tmp_path: Path) -> None:
