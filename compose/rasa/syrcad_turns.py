@@ -563,3 +563,38 @@ class SocketIOInput(socketio.SocketIOInput):
                 await sio.emit(self.ERROR_EVT, body, room=message.sender_id)
 
         return super().blueprint(honest)
+
+
+def _load_pulled_models_off_the_event_loop() -> None:
+    """A frontend that pulls its model (endpoints.yml `models:`) loads a new one in a worker
+    thread, serving on the old one until the new one is in place.
+
+    Rasa loads a pulled model on its event loop (rasa.core.agent._update_model_from_server): for
+    the seconds a model takes to load, the frontend answers nothing, not even its health checks,
+    so the LB marks it DOWN and cuts the requests it holds, and with every replica pulling the
+    same new model at once, none is left. Here only the load runs elsewhere; pulling, and the
+    agent's own swap of its processor at the end of the load, are Rasa's as they were.
+    """
+    import rasa.core.agent as agent_module
+    from rasa.nlu.utils import is_url
+    from rasa.utils.common import TempDirectoryPath, get_temp_dir_name
+
+    async def update_model_from_server(model_server: Any, agent: Any) -> None:
+        if not is_url(model_server.url):
+            raise aiohttp.InvalidURL(model_server.url)
+        with TempDirectoryPath(get_temp_dir_name()) as folder:
+            try:
+                fingerprint = await agent_module._pull_model_and_fingerprint(
+                    model_server, agent.fingerprint, folder
+                )
+                if fingerprint:
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, agent_module._load_and_set_updated_model, agent, folder, fingerprint
+                    )
+            except Exception:  # as Rasa's own: the model it runs stays
+                logger.exception("Failed to update model. The previous model will stay loaded.")
+
+    agent_module._update_model_from_server = update_model_from_server
+
+
+_load_pulled_models_off_the_event_loop()
