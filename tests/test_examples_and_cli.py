@@ -135,6 +135,8 @@ def test_runbook_blocks_run_or_say_why_not() -> None:
         assert block.script.strip(), block.name
         reason = block.not_run_because
         assert reason is None or len(reason.split()) >= 4, f"{block.name}: say why it cannot run"
+        # A block meant to be left out says so in the very words the runner looks for.
+        assert reason is not None or not block.script.startswith("# not run"), block.name
     marked = runbook.blocks("## S\n```bash\n# not run by the tests: a cable is pulled\nx\n```\n")
     assert [(b.section, b.line, b.not_run_because) for b in marked] == [
         ("S", 2, "a cable is pulled")
