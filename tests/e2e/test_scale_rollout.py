@@ -18,7 +18,10 @@ from .conftest import LB, E2ECluster, syrcad
 from .driver import Driver
 from .sockets import SocketDriver
 
-pytestmark = pytest.mark.e2e
+# Proven once, on the local layout: the swarm layout scales and rolls out under load on its own,
+# and the three hosts' LB reloads and rolling frontends are exercised there by `up`, `secrets
+# rotate` (test_secrets.py) and the HA tests.
+pytestmark = [pytest.mark.e2e, pytest.mark.local_layout]
 
 
 def start_locust(url: str, out: Path, seconds: int) -> subprocess.Popen[bytes]:
