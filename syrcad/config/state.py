@@ -3,7 +3,8 @@ models. Kept in `<hosts>.state.yml` beside hosts.yml (shown by `syrcad plan`).
 
 A scale record remembers the count hosts.yml had when it was made: once the user edits that
 count in hosts.yml, the file wins again and the record is dropped. With `bots:`, a bot's
-frontends are scaled and pinned on their own: records `frontend.BOT`, pins per bot.
+frontends (and its own action servers) are scaled and pinned on their own: records
+`frontend.BOT` and `action.BOT`, a pin per bot.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class ScaleRecord:
 
 
 def record_name(service: Scalable, bot: str) -> str:
-    """A scale record's name: the service, and the bot whose frontends it counts."""
+    """A scale record's name: the service, and the bot whose pool of it the record counts."""
     return f"{service}.{bot}" if bot else service
 
 
