@@ -142,15 +142,14 @@ def rollout(
 ) -> tuple[steps.Plan, Deployment, State]:
     """Every replica of `service` (of one bot's frontends with `bot`), `batch` at a time."""
     recorded = read_state(state_path(hosts_file))
-    if bot is not None:
-        file_cluster = prepare(hosts_file, recorded).loaded.cluster
-        known_bot(file_cluster, bot)
-        if service == "action":
-            own_actions(file_cluster, bot, "roll them out")
     # A rollout takes the newest model: a pin from an earlier failed one is dropped.
     models = {b: m for b, m in recorded.models.items() if bot is not None and b != bot}
     state = replace(recorded, models=models)
     dep = prepare(hosts_file, state)
+    if bot is not None:
+        known_bot(dep.loaded.cluster, bot)
+        if service == "action":
+            own_actions(dep.loaded.cluster, bot, "roll them out")
     if dep.cluster.engine == "swarm":
         return steps.swarm_rollout(dep.cluster, dep.placement, service, batch), dep, state
     plan = steps.rollout(dep.placement, service, batch, changed_files(dep), bot)
