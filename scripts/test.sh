@@ -10,8 +10,8 @@ ruff format --check .
 mypy
 python -m pytest "$@"
 # The conversation suite again with PostgreSQL as the tracker store (syrcad runs it).
-python -m pytest --tracker postgres tests/e2e/test_backup.py tests/e2e/test_cluster.py tests/e2e/test_socketio.py \
-  tests/e2e/test_secrets.py "tests/e2e/test_failures.py::test_a_store_outage_is_a_503_on_rest_and_an_error_event_on_socketio" "$@"
+python -m pytest --tracker postgres tests/e2e/test_backup.py tests/e2e/test_cluster.py tests/e2e/test_secrets.py \
+  "tests/e2e/test_failures.py::test_a_store_outage_is_a_503_on_rest_and_an_error_event_on_socketio" "$@"
 # The end-to-end suite again, on three test hosts deployed over ssh:// (tests/testhosts.py).
 python -m pytest tests/e2e --layout hosts "$@"
 # The same three hosts as one swarm (engine: swarm): its own cluster and tests.

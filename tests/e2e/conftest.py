@@ -26,6 +26,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -389,6 +390,21 @@ class E2ECluster:
 
     def texts(self, sender: str, message: str) -> list[str]:
         return [m["text"] for m in self.say(sender, message).json() if "text" in m]
+
+    def flood(self, sender: str, message: str, count: int) -> list[requests.Response]:
+        """`count` requests of one sender, all sent at once: the LB counts them as they arrive
+        (a rate limit sees them within its period however slow the turns are), while the
+        frontends answer them one turn at a time (the sender's lock)."""
+
+        def post(_: int) -> requests.Response:
+            return requests.post(
+                f"{self.public}/webhooks/rest/webhook",
+                json={"sender": sender, "message": message},
+                timeout=120,
+            )
+
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(post, range(count)))
 
     def tracker(self, sender: str) -> dict[str, Any]:
         response = requests.get(

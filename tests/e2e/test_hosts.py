@@ -175,10 +175,7 @@ def test_rate_limits_fit_chat_traffic(cluster: E2ECluster) -> None:
     assert 429 in answers
 
     flooder, other = new_sender(), new_sender()
-    flood = [
-        requests.post(url, json={"sender": flooder, "message": "hello"}, timeout=30)
-        for _ in range(limit.per_conversation + 5)
-    ]
+    flood = cluster.flood(flooder, "hello", limit.per_conversation + 5)
     refused = [r for r in flood if r.status_code == 429]
     print(f"flooding sender: {len(refused)} of {len(flood)} refused")
     assert refused and refused[0].headers["Retry-After"] == str(limit.period_s)

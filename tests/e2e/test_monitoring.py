@@ -66,16 +66,19 @@ def test_a_stopped_frontend_fires_replica_down_until_it_is_back(cluster: E2EClus
     engine = cluster.docker("frontend-1")
     engine.container.stop(container("frontend"))
     try:
-
-        def firing() -> list[dict[str, Any]] | None:
+        # One alert per backend the replica serves: the REST backend's and socket.io's are checked
+        # on their own, so one may fire a scrape before the other.
+        def firing_in_rest_backend() -> list[dict[str, Any]] | None:
             alerts = [a for a in replica_down(cluster, "frontend-1") if a["state"] == "firing"]
-            return alerts or None
+            return alerts if "frontends" in {a["labels"]["proxy"] for a in alerts} else None
 
-        alerts, fired_s = within(FIRES_WITHIN_S, firing, "ReplicaDown for frontend-1 fired")
-        print(
-            f"\nReplicaDown fired {fired_s:.0f} s after frontend-1 stopped: {alerts[0]['annotations']['summary']}"
+        alerts, fired_s = within(
+            FIRES_WITHIN_S,
+            firing_in_rest_backend,
+            "ReplicaDown for frontend-1 in backend frontends fired",
         )
-        assert {a["labels"]["proxy"] for a in alerts} >= {"frontends"}
+        summaries = "; ".join(a["annotations"]["summary"] for a in alerts)
+        print(f"\nReplicaDown fired {fired_s:.0f} s after frontend-1 stopped: {summaries}")
     finally:
         engine.container.start(container("frontend"))
     _, resolved_s = within(

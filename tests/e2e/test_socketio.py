@@ -10,7 +10,9 @@ from syrcad.apply.deployment import Reporter, prepare
 from .conftest import E2ECluster
 from .sockets import SocketUser, Transport
 
-pytestmark = pytest.mark.e2e
+# Proven on the local layout: the channel and its stickiness do not change with the tracker
+# store or with the hosts the frontends run on (the bots layout runs it under a bot's path too).
+pytestmark = [pytest.mark.e2e, pytest.mark.local_layout]
 
 GREETING = "Hello! I can book you a table. Just say 'book a table'."
 
