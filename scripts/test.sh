@@ -9,11 +9,17 @@ ruff check .
 ruff format --check .
 mypy
 python -m pytest "$@"
-# The conversation suite again with PostgreSQL as the tracker store (syrcad runs it).
-python -m pytest --tracker postgres tests/e2e/test_backup.py tests/e2e/test_cluster.py tests/e2e/test_secrets.py \
+# Again with PostgreSQL as the tracker store (syrcad runs it), what the tracker store changes:
+# conversations across frontends and restarts, backup and restore, its password rotated in
+# place under load, an outage.
+python -m pytest --tracker postgres tests/e2e/test_backup.py tests/e2e/test_secrets.py \
+  tests/e2e/test_cluster.py::test_continuity_across_frontends \
+  tests/e2e/test_cluster.py::test_frontends_use_the_tracker_and_lock_stores \
+  tests/e2e/test_cluster.py::test_down_then_up_keeps_conversations \
   "tests/e2e/test_failures.py::test_a_store_outage_is_a_503_on_rest_and_an_error_event_on_socketio" "$@"
 # The end-to-end suite again, on three test hosts deployed over ssh:// (tests/testhosts.py).
-python -m pytest tests/e2e --layout hosts "$@"
+# They stay up, with the images shipped to them, for the swarm run, which takes them down.
+SYRCAD_KEEP_TEST_HOSTS=1 python -m pytest tests/e2e --layout hosts "$@"
 # The same three hosts as one swarm (engine: swarm): its own cluster and tests.
 python -m pytest tests/e2e/test_swarm.py --layout swarm "$@"
 # Two bots (English, German) behind one entry point, on this machine: its own cluster and tests.

@@ -36,6 +36,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     layout = str(config.getoption("--layout"))
     own = ("swarm_layout", "bots_layout")
     others = {"local": ("hosts_layout", *own), "hosts": ("local_layout", *own)}
+    if config.getoption("--tracker") == "mongo":
+        others["local"] += ("postgres_and_hosts",)
 
     def chosen_for_layout(item: pytest.Item) -> bool:
         if layout in ("swarm", "bots"):

@@ -74,12 +74,13 @@ def test_scale_and_rollout_under_load(cluster: E2ECluster, tmp_path: Path) -> No
     try:
         time.sleep(10)
         # The steps --dry-run prints are the steps the run takes.
-        planned = steps_of("scale", "frontend=6", hosts=hosts)
-        assert steps_of("scale", "frontend=6", hosts=hosts, dry_run=False) == planned
-        for step in [("frontend=2",), ("action=4",), ("action=2",)]:
+        planned = steps_of("scale", "frontend=3", hosts=hosts)
+        assert steps_of("scale", "frontend=3", hosts=hosts, dry_run=False) == planned
+        for step in [("frontend=2",), ("action=3",), ("action=2",)]:
             done = syrcad("scale", *step, "--hosts", hosts)
             print(step, done.stdout.strip().splitlines()[-2:])
-        syrcad("train", "--hosts", hosts)
+        # Every frontend replaced, one at a time (the same model: training a new one here would
+        # add minutes and nothing to the rollout; the runbook's "Ship a new model" trains one).
         planned = steps_of("rollout", hosts=hosts)
         assert planned[-1]["action"] == "check-model"  # the run fails unless all share one model
         assert steps_of("rollout", hosts=hosts, dry_run=False) == planned

@@ -11,7 +11,9 @@ from syrcad.config.secrets import read, secrets_path
 from .conftest import STORES, E2ECluster, syrcad
 from .driver import Driver
 
-pytestmark = pytest.mark.e2e
+# Under load with PostgreSQL (its password changed in place) and on the three hosts (Mongo's
+# replica set, Redis with Sentinels); the local layout's runbook block rotates its secrets too.
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres_and_hosts]
 
 
 def store_ids(cluster: E2ECluster) -> dict[str, str]:
