@@ -32,6 +32,7 @@ def book(cluster: E2ECluster, sender: str, people: str = "4") -> list[dict[str, 
     return list(cluster.say(sender, people).json())
 
 
+@pytest.mark.local_layout
 def test_rest_conversation_through_the_public_lb(cluster: E2ECluster) -> None:
     sender = new_sender()
     assert cluster.texts(sender, "hello") == [
@@ -81,6 +82,7 @@ def test_continuity_across_frontends(cluster: E2ECluster) -> None:
     assert ("cuisine", "thai") in slots and ("people", "5") in slots
 
 
+@pytest.mark.local_layout
 def test_action_lb_spreads_over_action_servers(cluster: E2ECluster) -> None:
     servers = set()
     for _ in range(6):
@@ -89,6 +91,7 @@ def test_action_lb_spreads_over_action_servers(cluster: E2ECluster) -> None:
     assert servers == {"action-1", "action-2"}
 
 
+@pytest.mark.local_layout
 def test_public_lb_refuses_rasa_api_internal_side_needs_token(cluster: E2ECluster) -> None:
     for path in ("/status", "/model", "/conversations/x/tracker", "/version", "/domain"):
         assert requests.get(cluster.public + path, timeout=10).status_code == 403, path
@@ -107,6 +110,7 @@ def test_public_lb_refuses_rasa_api_internal_side_needs_token(cluster: E2ECluste
     assert status.status_code == 200 and status.json()["model_id"]
 
 
+@pytest.mark.local_layout
 def test_tls_on_the_public_lb(cluster: E2ECluster) -> None:
     url = cluster.tls
     assert requests.get(url + "/health", verify=False, timeout=10).status_code == 200
@@ -155,6 +159,7 @@ def test_up_again_changes_nothing(cluster: E2ECluster) -> None:
     assert "Nothing to change" in done.stdout
 
 
+@pytest.mark.local_layout
 def test_logs_of_a_service(cluster: E2ECluster) -> None:
     done = syrcad("logs", "action", "--tail", "5", "--hosts", str(cluster.hosts_file))
     assert "action-1 |" in done.stdout and "action-2 |" in done.stdout
@@ -175,6 +180,7 @@ def test_missing_image_names_host_and_image(cluster: E2ECluster, tmp_path: Path)
     )
 
 
+@pytest.mark.postgres_and_hosts  # the three hosts keep Mongo's data too (a replica set)
 def test_down_then_up_keeps_conversations(cluster: E2ECluster) -> None:
     sender = new_sender()
     book(cluster, sender, people="2")

@@ -26,6 +26,9 @@ LB_OUTAGE_S = 20
 HONEST_503 = {"store_unavailable", "no_replica"}  # syrcad_turns.py, haproxy/_macros.cfg.j2
 
 
+# The three hosts' stores and LBs fail over instead (test_ha.py): a killed Redis primary, a cut
+# store host, a cut LB host.
+@pytest.mark.local_layout
 def test_store_and_lb_restarts_under_load(cluster: E2ECluster) -> None:
     """Redis, Mongo and the public LB restarted in turn under load: errors only while one is
     down, each honest (a 503 from the frontends, never a 200 without the bot's reply)."""
