@@ -11,8 +11,11 @@ from shlex import quote
 
 # HAProxy's runtime API: on the LB container's loopback only, never published.
 RUNTIME_PORT = 9999
-# Where a reloading HAProxy finds the server states (DRAIN, MAINT) of the workers before it.
-SERVER_STATE_FILE = "/var/lib/haproxy/server-state"
+# Where a reloading HAProxy finds the server states (DRAIN, MAINT) of the workers before it: in
+# the container's own filesystem, not its state volume, so that an LB created anew (`down` then
+# `up`: a new network, new replica addresses) never loads the addresses its predecessor saved
+# (it did, after a reload: its replicas stayed DOWN until DNS corrected them, over a minute).
+SERVER_STATE_FILE = "/tmp/haproxy-server-state"
 
 
 def take_lock(root: str, folder: str) -> str:
