@@ -25,8 +25,17 @@ from syrcad.render.stack import STACK_FILE
 
 SWARM_PORT = 2377  # managers' cluster management port
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
-# What a manager answers while the managers elect a leader.
-NO_LEADER = "does not have a leader"
+# What a manager answers while the managers elect a leader: that there is none yet, or (a
+# request that reached it as the election began; seen after a cut manager returned) that its
+# Raft call timed out.
+ELECTING = ("does not have a leader", "context deadline exceeded")
+
+
+def electing(error: Exception) -> bool:
+    """Whether a manager's error says the managers are electing a leader: ask again."""
+    return any(answer in str(error) for answer in ELECTING)
+
+
 STACK_LABEL = "com.docker.stack.namespace"
 
 
@@ -75,7 +84,7 @@ def wait_for_leader(host: HostHandle) -> None:
             host.run("ask the managers for their leader", lambda d: d.node.list())
             return
         except RemoteError as error:
-            if NO_LEADER not in str(error) or time.monotonic() > deadline:
+            if not electing(error) or time.monotonic() > deadline:
                 raise
             time.sleep(1)
 

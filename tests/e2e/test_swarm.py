@@ -21,7 +21,7 @@ from python_on_whales.exceptions import DockerException
 
 from syrcad.apply import facts
 from syrcad.apply.deployment import prepare
-from syrcad.apply.swarm import NO_LEADER
+from syrcad.apply.swarm import electing
 from syrcad.config.secrets import read, secrets_path
 from syrcad.plan import readiness
 from syrcad.plan.placement import BALANCED
@@ -74,7 +74,7 @@ def answered(ask: Callable[[], T], within_s: float = readiness.SWARM_LEADER_ELEC
         try:
             return ask()
         except DockerException as error:
-            if NO_LEADER not in str(error) or time.monotonic() > deadline:
+            if not electing(error) or time.monotonic() > deadline:
                 raise
             time.sleep(1)
 
