@@ -11,11 +11,12 @@ mypy
 python -m pytest "$@"
 # Again with PostgreSQL as the tracker store (syrcad runs it), what the tracker store changes:
 # conversations across frontends and restarts, backup and restore, its password rotated in
-# place under load, an outage.
+# place under load, an outage. Down then up comes after the rotation: a new LB must not load
+# the replicas' addresses its predecessor saved at the rotation's reload (a new network).
 python -m pytest --tracker postgres tests/e2e/test_backup.py \
   tests/e2e/test_cluster.py::test_continuity_across_frontends \
   tests/e2e/test_cluster.py::test_frontends_use_the_tracker_and_lock_stores \
-  tests/e2e/test_cluster.py::test_down_then_up_keeps_conversations tests/e2e/test_secrets.py \
+  tests/e2e/test_secrets.py tests/e2e/test_cluster.py::test_down_then_up_keeps_conversations \
   "tests/e2e/test_failures.py::test_a_store_outage_is_a_503_on_rest_and_an_error_event_on_socketio" "$@"
 # The end-to-end suite again, on three test hosts deployed over ssh:// (tests/testhosts.py).
 # They stay up, with the images shipped to them, for the swarm run, which takes them down.
