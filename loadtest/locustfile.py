@@ -140,7 +140,22 @@ class ChatUser(HttpUser):
         return self.say(message, expected, self.prefix + name)
 
     def say(self, message: str, expected: str | None, name: str) -> list[dict[str, Any]]:
-        """Send one turn; fail it unless the bot's first text is `expected` (prefix match)."""
+        """Send one turn; fail it unless the bot's first text is `expected` (prefix match).
+
+        A turn cut off with its frontend or that frontend's host (a 502 `replica_lost`, a 504, a
+        connection closed without an answer) counts as failed, and is sent again once with the
+        same X-Message-Id, as a client should: the frontend answers it from the tracker if the
+        lost one had saved the turn (docs/runbook.md, "Sending a message again")."""
+        message_id = uuid.uuid4().hex
+        replies, cut_off = self._send(message, expected, name, message_id)
+        if cut_off:
+            replies, _ = self._send(message, expected, f"{name} (sent again)", message_id)
+        return replies
+
+    def _send(
+        self, message: str, expected: str | None, name: str, message_id: str
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The replies, and whether the request was cut off (see `say`)."""
         with self.client.post(
             self.webhook,
             json={
@@ -148,14 +163,20 @@ class ChatUser(HttpUser):
                 "message": message,
                 "metadata": {"locale": self.language},
             },
+            headers={"X-Message-Id": message_id},
             name=name,
             catch_response=True,
         ) as response:
             try:
-                replies: list[dict[str, Any]] = response.json()
+                body = response.json()
             except ValueError:
                 response.failure(f"not JSON (HTTP {response.status_code})")
-                return []
+                return [], response.status_code in (0, 502, 504)
+            if isinstance(body, dict):  # syrcad's or the LB's failure: {"error": ..., ...}
+                response.failure(f"HTTP {response.status_code}: {body.get('error')}")
+                lost = response.status_code == 504 or body.get("error") == "replica_lost"
+                return [], lost
+            replies: list[dict[str, Any]] = body
             texts = [r.get("text", "") for r in replies if "text" in r]
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}")
@@ -163,7 +184,7 @@ class ChatUser(HttpUser):
                 response.failure("empty reply")
             elif expected is not None and not texts[0].startswith(expected):
                 response.failure(f"unexpected reply {texts[0]!r} to {message!r}")
-            return replies
+            return replies, False
 
 
 class ShortExchange(ChatUser):

@@ -43,6 +43,7 @@ import contextvars
 import itertools
 import logging
 import random
+import re
 import socket
 import threading
 import time
@@ -75,6 +76,16 @@ logger = logging.getLogger(__name__)
 # Seconds a client waits before sending a message again that was not recorded because a store or
 # every action server was away: about one failover or restart of a store.
 RETRY_AFTER_S = 5
+# A message's id, given by the public LB, or by a client that sends a message again (after a
+# failure, with the id the failure's answer carried): a message whose turn was saved is answered
+# again from the tracker instead of being taken as a new one.
+MESSAGE_ID_HEADER = "X-Message-Id"
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+BAD_MESSAGE_ID = {
+    "error": "bad_message_id",
+    "message": f"{MESSAGE_ID_HEADER} holds 1 to 64 letters, digits, '.', '_', ':' or '-'.",
+    "recorded": False,
+}
 # Calls of an action, all told, when no action server took it, or (idempotent actions only) when
 # it was lost; the action LB marks a dead server DOWN meanwhile, so the next call reaches another.
 ACTION_ATTEMPTS = 3
@@ -533,10 +544,18 @@ class RestInput(rest.RestInput):
                     content_type="text/event-stream",
                 )
             collector = CollectingOutputChannel()
+            message_id = request.headers.get(MESSAGE_ID_HEADER)
+            if message_id is not None and not _MESSAGE_ID.fullmatch(message_id):
+                return response.json(BAD_MESSAGE_ID, status=400)
             message = UserMessage(
-                text, collector, sender_id, input_channel=input_channel, metadata=metadata
+                text, collector, sender_id, input_channel=input_channel, message_id=message_id,
+                metadata=metadata,
             )
-            aborted = await run_turn(on_new_message, message)
+            token = _answered_again.set(message_id is not None)
+            try:
+                aborted = await run_turn(on_new_message, message)
+            finally:
+                _answered_again.reset(token)
             if aborted:
                 return response.json(aborted.body, status=aborted.status, headers=aborted.headers)
             return response.json(collector.messages)
@@ -563,6 +582,66 @@ class SocketIOInput(socketio.SocketIOInput):
                 await sio.emit(self.ERROR_EVT, body, room=message.sender_id)
 
         return super().blueprint(honest)
+
+
+_answered_again: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "syrcad_answered_again", default=False
+)
+
+
+class _AnsweredBefore(BaseException):
+    """The message's turn is in the tracker: its replies, to send instead of a new turn."""
+
+    def __init__(self, replies: List[Dict[str, Any]]) -> None:
+        super().__init__("answered before")
+        self.replies = replies
+
+
+def _answer_messages_sent_again_from_the_tracker() -> None:
+    """A message whose id the conversation already holds (sent again after its answer was lost:
+    its replica was killed after the turn's save, or its host was cut off) gets the bot's replies
+    to it from the tracker: nothing runs again, nothing is recorded twice.
+
+    Rasa records the id in the message's `user` event (UserUttered.message_id) and handles a
+    conversation's messages one at a time under its lock (Agent.handle_message), so the tracker
+    a turn starts from holds every turn saved before it. A message whose turn was not saved (its
+    replica died before the save) is not there, and is handled as a new one. The check looks at
+    the tracker Rasa fetched for the turn anyway: it costs no store call."""
+    from rasa.core.processor import MessageProcessor
+    from rasa.shared.core.events import BotUttered, UserUttered
+
+    handle_message = MessageProcessor.handle_message
+    handle_with_tracker = MessageProcessor._handle_message_with_tracker
+
+    async def handle_with_tracker_once(
+        self: MessageProcessor, message: UserMessage, tracker: DialogueStateTracker
+    ) -> None:
+        if _answered_again.get():
+            events = list(tracker.events)
+            for index in range(len(events) - 1, -1, -1):
+                event = events[index]
+                if isinstance(event, UserUttered) and event.message_id == message.message_id:
+                    after = itertools.takewhile(
+                        lambda e: not isinstance(e, UserUttered), events[index + 1 :]
+                    )
+                    raise _AnsweredBefore([e.message() for e in after if isinstance(e, BotUttered)])
+        await handle_with_tracker(self, message, tracker)
+
+    async def handle_message_once(
+        self: MessageProcessor, message: UserMessage
+    ) -> Optional[List[Dict[str, Any]]]:
+        try:
+            return await handle_message(self, message)
+        except _AnsweredBefore as answered:
+            logger.info(f"Message {message.message_id} of '{message.sender_id}' sent again: answered from the tracker")
+            for reply in answered.replies:
+                await message.output_channel.send_response(message.sender_id, reply)
+            if isinstance(message.output_channel, CollectingOutputChannel):
+                return message.output_channel.messages
+            return None
+
+    MessageProcessor._handle_message_with_tracker = handle_with_tracker_once
+    MessageProcessor.handle_message = handle_message_once
 
 
 def _load_pulled_models_off_the_event_loop() -> None:
@@ -598,3 +677,4 @@ def _load_pulled_models_off_the_event_loop() -> None:
 
 
 _load_pulled_models_off_the_event_loop()
+_answer_messages_sent_again_from_the_tracker()

@@ -45,6 +45,7 @@ class Exchange:
     error: str = ""  # what went wrong before a reply could be read
     retry_after_s: float = 1.0  # how long a client waits before it starts over, after a failure
     failure: dict[str, Any] | None = None  # the JSON body of a non-200 answer (syrcad_turns.py)
+    message_id: str | None = None  # the id the LB gave the message (X-Message-Id), to send it again
 
     @property
     def failed(self) -> bool:
@@ -95,6 +96,9 @@ class Driver(Workers):
     workers: int = 4
     think_s: float = 0.2
     turns: tuple[tuple[str, str], ...] = TURNS  # (message, how its reply begins), in order
+    # As a client that knows ids make it safe: a message cut off (its replica or host lost under
+    # it) is sent again once, with its id, before the conversation goes on.
+    send_again: bool = False
     sent: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     exchanges: list[Exchange] = field(default_factory=list)
 
@@ -109,18 +113,29 @@ class Driver(Workers):
             for message, expected in self.turns:
                 with self._lock:
                     self.sent[sender].append(message)
-                exchange = self._send(session, sender, message, expected)
+                message_id = uuid.uuid4().hex
+                exchange = self._send(session, sender, message, expected, message_id)
                 with self._lock:
                     self.exchanges.append(exchange)
+                if exchange.cut_off and self.send_again:
+                    exchange = self._send(session, sender, message, expected, message_id)
+                    with self._lock:
+                        self.exchanges.append(exchange)
                 if exchange.failed:
                     self._stop.wait(exchange.retry_after_s)
                     break  # this conversation is off track; start a new one
                 time.sleep(self.think_s)
 
     def _send(
-        self, session: requests.Session, sender: str, message: str, expected: str
+        self, session: requests.Session, sender: str, message: str, expected: str, message_id: str
     ) -> Exchange:
-        return send(session, self.url, sender, message, expected)
+        return send(session, self.url, sender, message, expected, message_id=message_id)
+
+    def unanswered(self) -> list[Exchange]:
+        """The messages whose last try failed (sent again or not)."""
+        with self._lock:
+            last = {(e.sender, e.message_id): e for e in self.exchanges}
+        return [e for e in last.values() if e.failed]
 
     @property
     def failures(self) -> list[Exchange]:
@@ -225,8 +240,10 @@ def send(
     expected: str,
     metadata: dict[str, Any] | None = None,
     timeout_s: float = 60,
+    message_id: str | None = None,
 ) -> Exchange:
-    """Send one message over the REST channel; what came of it."""
+    """Send one message over the REST channel (again, with the `message_id` of its first try);
+    what came of it."""
     started = time.monotonic()
     status = reply = failure = None
     error = ""
@@ -235,9 +252,11 @@ def send(
         response = session.post(
             f"{url}/webhooks/rest/webhook",
             json={"sender": sender, "message": message, "metadata": metadata or {}},
+            headers={"X-Message-Id": message_id} if message_id else {},
             timeout=timeout_s,
         )
         status = response.status_code
+        message_id = response.headers.get("X-Message-Id")
         retry_after_s = float(response.headers.get("Retry-After", retry_after_s))
         body = response.json()
         if isinstance(body, dict):
@@ -249,5 +268,15 @@ def send(
         error = f"{type(exc).__name__}: {exc}"
     took_s = time.monotonic() - started
     return Exchange(
-        sender, message, expected, started, took_s, status, reply, error, retry_after_s, failure
+        sender,
+        message,
+        expected,
+        started,
+        took_s,
+        status,
+        reply,
+        error,
+        retry_after_s,
+        failure,
+        message_id,
     )

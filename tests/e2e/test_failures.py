@@ -8,6 +8,7 @@ the client got, how fast, and what the tracker holds.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -57,9 +58,19 @@ def kill_under_probes(
 def slow_message(
     cluster: E2ECluster, sender: str, message: str, expected: str, delay_s: float
 ) -> Callable[[], Exchange]:
-    """A message whose action takes `delay_s`, to send when called."""
+    """A message whose action takes `delay_s`, to send when called; with an id of its own, as a
+    client that may send it again gives it (the LB's cannot reach a client it cut off)."""
     metadata = {"action_delay_s": delay_s}
-    return lambda: send(requests.Session(), cluster.public, sender, message, expected, metadata)
+    message_id = uuid.uuid4().hex
+    return lambda: send(
+        requests.Session(),
+        cluster.public,
+        sender,
+        message,
+        expected,
+        metadata,
+        message_id=message_id,
+    )
 
 
 def answered_after(exchange: Exchange, moment: float) -> float:
@@ -158,6 +169,49 @@ def test_a_lost_frontend_answers_its_requests_at_once_and_repeats_none(cluster: 
     trackers = cluster.trackers()
     assert driver.repeated_or_reordered(trackers) == []
     assert all(user_texts(trackers, s) in ([], [question]) for s in senders)
+    # A client that sends a cut-off message again, with its id, gets the reply:
+    # from the tracker where frontend-1 had saved the turn before it died, else from a new turn.
+    # Either way the conversation holds the message once.
+    for lost in [o for o in outcomes if o.failed]:
+        assert lost.message_id, lost
+        again = send(
+            requests.Session(),
+            cluster.public,
+            lost.sender,
+            question,
+            HOURS,
+            message_id=lost.message_id,
+        )
+        assert not again.failed and again.message_id == lost.message_id, again
+        assert cluster.user_texts(lost.sender) == [question]
+
+
+def test_a_message_sent_again_is_answered_from_the_tracker(cluster: E2ECluster) -> None:
+    """The same message id twice: the second gets the first's replies, and the conversation
+    holds the message once and goes on from it."""
+    sender = new_sender()
+    session = requests.Session()
+    first = send(session, cluster.public, sender, "book a table", "Which cuisine")
+    assert not first.failed and first.message_id, first
+    again = send(
+        session,
+        cluster.public,
+        sender,
+        "book a table",
+        "Which cuisine",
+        message_id=first.message_id,
+    )
+    assert (again.status, again.reply, again.message_id) == (200, first.reply, first.message_id)
+    assert cluster.user_texts(sender) == ["book a table"]
+    assert cluster.texts(sender, "greek") == ["For how many people?"]
+    bad = session.post(
+        f"{cluster.public}/webhooks/rest/webhook",
+        json={"sender": sender, "message": "7"},
+        headers={"X-Message-Id": "not an id"},
+        timeout=30,
+    )
+    assert bad.status_code == 400 and bad.json()["error"] == "bad_message_id", bad.text
+    assert cluster.user_texts(sender) == ["book a table", "greek"]
 
 
 @pytest.mark.parametrize("role", ["lock", "tracker"])

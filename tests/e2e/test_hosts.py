@@ -94,7 +94,7 @@ def test_frontend_host_cut_off_under_load(cluster: E2ECluster) -> None:
     node2 = cluster.layout.test_hosts.by_name("node2")
     on_node2 = {("frontends", "frontend-2"), ("action_servers", "action-2")}
     since = datetime.now()
-    driver = Driver(cluster.public, workers=4, think_s=0.1).start()
+    driver = Driver(cluster.public, workers=4, think_s=0.1, send_again=True).start()
     try:
         time.sleep(5)
         with link_cut(node2) as cut:
@@ -116,13 +116,16 @@ def test_frontend_host_cut_off_under_load(cluster: E2ECluster) -> None:
     print(
         f"\nhost cut: replicas marked DOWN after {detected:.1f}s; {failed_at_cut} failed "
         f"requests (4 workers, so at most 4 in flight at the cut), the last answered "
-        f"{slowest:.1f}s after the cut; back UP {returned:.1f}s after the link returned; "
+        f"{slowest:.1f}s after the cut, {len(driver.unanswered())} unanswered once sent again "
+        f"with their ids; back UP {returned:.1f}s after the link returned; "
         f"{served_after} served and {failed_after} failed after"
     )
     for f in cut_off:
         print(f"  {f.message!r}: {f.status} {f.failure or f.error}")
     print("\n".join(lb_trouble(cluster, since)))
     assert failed_at_cut <= 4, driver.failures[:5]
+    # Each was answered when sent again with its id (the client's way to be sure; see Driver).
+    assert driver.unanswered() == [], driver.unanswered()
     assert all(f.cut_off for f in cut_off), cut_off
     assert slowest < readiness.LB_LOSS_DETECTED_WITHIN_S + 2, cut_off
     assert not any(e.empty_200 for e in driver.exchanges)

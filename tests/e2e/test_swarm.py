@@ -212,7 +212,7 @@ def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
             assert time.monotonic() < deadline, "the frontends were not spread over node1 and node2"
             time.sleep(2)
     before = tasks_running(swarm, "frontend")
-    driver = Driver(swarm.public, workers=3, think_s=0.1).start()
+    driver = Driver(swarm.public, workers=3, think_s=0.1, send_again=True).start()
     try:
         time.sleep(5)
         with link_cut(node2) as cut:
@@ -258,8 +258,13 @@ def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
     # connecting within a second and is made again on the other (syrcad_turns.py), so no message
     # waits for the public LB's timeout.
     at_cut = [f for f in driver.failures if f.sent_at + f.took_s < back]
-    print(f"{len(at_cut)} cut off at the cut: {sorted({str(f.status) for f in at_cut})}")
+    unanswered = [f for f in driver.unanswered() if f.sent_at + f.took_s < back]
+    print(
+        f"{len(at_cut)} cut off at the cut: {sorted({str(f.status) for f in at_cut})}; "
+        f"{len(unanswered)} of them unanswered once sent again with their ids"
+    )
     assert all(f.cut_off for f in at_cut), at_cut
+    assert unanswered == [], unanswered
     assert max((f.sent_at + f.took_s - cut for f in at_cut), default=0) < (
         readiness.LB_LOSS_DETECTED_WITHIN_S + 2
     )
