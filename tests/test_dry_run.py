@@ -8,7 +8,6 @@ are never dialled.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -38,11 +37,9 @@ def plan_of(*args: str) -> dict[str, object]:
     return dict(json.loads(done.stdout))
 
 
-def test_up_dry_run_prints_every_step_per_host_in_under_two_seconds(unreachable: Path) -> None:
-    started = time.monotonic()
+def test_up_dry_run_prints_every_step_per_host_without_reading_facts(unreachable: Path) -> None:
+    """No host answers, and none is waited for (bench/render.py times it: under 2 s)."""
     plan = plan_of("up", "-H", str(unreachable))
-    took = time.monotonic() - started
-    assert took < 2, f"{took:.1f}s"
     assert plan["facts_read"] is False
     steps = plan["steps"]
     assert isinstance(steps, list)
