@@ -5,8 +5,10 @@ from __future__ import annotations
 import yaml
 
 from syrcad.apply.shipping import needed
+from syrcad.apply.swarm import electing
 from syrcad.config.model import Cluster
 from syrcad.config.secrets import Secrets
+from syrcad.errors import RemoteError
 from syrcad.plan import place, steps, swarm
 from syrcad.plan.readiness import READY_WITHIN_S, STACK_REMOVED_WITHIN_S
 from syrcad.render import render
@@ -166,3 +168,18 @@ def test_the_stack_keeps_compose_store_volumes_so_a_switch_keeps_the_data(
         mounted = compose["services"][store]["volumes"][0]
         assert mounted in stack["services"][store]["volumes"]
         assert mounted.split(":")[0] in stack["volumes"]
+
+
+def test_a_managers_election_answers_are_asked_again_other_errors_are_not() -> None:
+    """Seen from managers while a cut manager returned: syrcad asks again (swarm.electing)."""
+    answers = [
+        "rpc error: code = Unknown desc = The swarm does not have a leader. It's possible that "
+        "too few managers are online.",
+        "rpc error: code = DeadlineExceeded desc = context deadline exceeded",
+        "raft: failed to process the request: node lost leader statusfailed to remove some "
+        "resources from stack: e2e",
+    ]
+    for answer in answers:
+        assert electing(RemoteError("node1", ["stack", "rm"], 1, stderr=answer)), answer
+    refused = RemoteError("node1", ["stack", "rm"], 1, stderr="permission denied")
+    assert not electing(refused)

@@ -27,8 +27,8 @@ SWARM_PORT = 2377  # managers' cluster management port
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 # What a manager answers while the managers elect a leader: that there is none yet, or (a
 # request that reached it as the election began; seen after a cut manager returned) that its
-# Raft call timed out.
-ELECTING = ("does not have a leader", "context deadline exceeded")
+# Raft call timed out, or that it stopped being the leader while handling it.
+ELECTING = ("does not have a leader", "context deadline exceeded", "lost leader status")
 
 
 def electing(error: Exception) -> bool:
@@ -179,10 +179,19 @@ def update(dep: Deployment, service: str, batch: int) -> None:
 
 def remove(dep: Deployment, timeout: float) -> None:
     """The stack's services, then (once their tasks are gone) its network and secrets."""
-    boss = manager(dep)
     name = dep.cluster.name
-    boss.run("remove the stack", lambda d: d.stack.remove(name))
     deadline = time.monotonic() + timeout
+    while True:
+        # A manager that lost its leadership mid-way (a returning manager's election) left
+        # part of the stack: asking again removes what is left.
+        boss = manager(dep)
+        try:
+            boss.run("remove the stack", lambda d: d.stack.remove(name))
+            break
+        except RemoteError as error:
+            if not electing(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
     while time.monotonic() < deadline:
         left = boss.run(
             "list what the stack left",
