@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from python_on_whales import DockerClient, Volume
 from python_on_whales.utils import run as docker_run
@@ -37,6 +38,7 @@ def electing(error: Exception) -> bool:
 
 
 STACK_LABEL = "com.docker.stack.namespace"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,17 +78,24 @@ def manager(dep: Deployment) -> HostHandle:
     raise SyrcadError("no manager of the swarm answers: " + "; ".join(tried))
 
 
-def wait_for_leader(host: HostHandle) -> None:
-    """Until the managers have a leader: they answer swarm commands only then."""
-    deadline = time.monotonic() + readiness.SWARM_LEADER_ELECTED_WITHIN_S
+def asked_again_while_electing(attempt: Callable[[], T], deadline: float) -> T:
+    """What `attempt()` returns, asked again every second while the managers elect a leader,
+    until `deadline` (time.monotonic())."""
     while True:
         try:
-            host.run("ask the managers for their leader", lambda d: d.node.list())
-            return
+            return attempt()
         except RemoteError as error:
             if not electing(error) or time.monotonic() > deadline:
                 raise
             time.sleep(1)
+
+
+def wait_for_leader(host: HostHandle) -> None:
+    """Until the managers have a leader: they answer swarm commands only then."""
+    asked_again_while_electing(
+        lambda: host.run("ask the managers for their leader", lambda d: d.node.list()),
+        time.monotonic() + readiness.SWARM_LEADER_ELECTED_WITHIN_S,
+    )
 
 
 def init(host: HostHandle) -> None:
@@ -181,17 +190,15 @@ def remove(dep: Deployment, timeout: float) -> None:
     """The stack's services, then (once their tasks are gone) its network and secrets."""
     name = dep.cluster.name
     deadline = time.monotonic() + timeout
-    while True:
-        # A manager that lost its leadership mid-way (a returning manager's election) left
-        # part of the stack: asking again removes what is left.
+
+    def remove_stack() -> HostHandle:
         boss = manager(dep)
-        try:
-            boss.run("remove the stack", lambda d: d.stack.remove(name))
-            break
-        except RemoteError as error:
-            if not electing(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(1)
+        boss.run("remove the stack", lambda d: d.stack.remove(name))
+        return boss
+
+    # A manager that lost its leadership mid-way (a returning manager's election) left part of
+    # the stack: asking again removes what is left.
+    boss = asked_again_while_electing(remove_stack, deadline)
     while time.monotonic() < deadline:
         left = boss.run(
             "list what the stack left",
