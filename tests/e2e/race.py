@@ -33,6 +33,7 @@ class Refusal:
 @dataclass
 class RaceResult:
     started: float = field(default_factory=time.monotonic)
+    ended: float = 0.0  # time.monotonic() once every message of the race was answered
     messages: int = 0
     lost: int = 0  # answered 200, not in the tracker
     recorded_refused: int = 0  # refused, yet in the tracker
@@ -103,6 +104,7 @@ def race(
                 ids, pool.map(lambda s: play(frontends, s, rounds, result.errors), ids), strict=True
             )
         )
+    result.ended = time.monotonic()
     refused = {(e.sender, e.text) for e in result.errors}
     for sender, rounds_sent in plays.items():
         got = [e.get("text") for e in trackers.events(sender) if e.get("event") == "user"]

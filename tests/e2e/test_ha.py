@@ -191,7 +191,9 @@ def test_the_lock_store_follows_a_failover_of_the_redis_primary(cluster: E2EClus
         f"{len(results)} races, {result}; refusals ended {window:.1f}s after the kill; "
         f"the race after the promotion: {after}"
     )
-    assert result.messages >= 400
+    # The kill must land on a race under way; how many races that takes depends on timing.
+    spans = [(round(each.started - killed, 1), round(each.ended - killed, 1)) for each in results]
+    assert any(start < 0 < end for start, end in spans), f"races relative to the kill: {spans}"
     assert after.errors == [] and after.messages > 0, str(after)
     assert (result.lost, result.duplicated, result.reordered) == (0, 0, 0), str(result)
     assert result.recorded_refused == 0, str(result)
