@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class Cut:
     full_again_s: float | None  # seconds from the cut until node1's LB had 2 frontends UP again
     counts: list[tuple[float, int]]  # (seconds after the cut, frontends UP) at each change
     failed: int
+    failed_by: str  # how many failed, by what their answer said (or their status)
     unanswered: int  # of the failed, those not answered once sent again with their message ids
     sent: int
 
@@ -103,8 +105,15 @@ def cut_once(engine: str, folder: Path, made: testhosts.TestHosts) -> Cut:
             testhosts.reconnect(made.by_name("node2"))
         time.sleep(20)
         driver.stop()
-        failed, unanswered = len(driver.failures), len(driver.unanswered())
-        return Cut(engine, full_again, counts, failed, unanswered, len(driver.exchanges))
+        failures = driver.failures
+        kinds = Counter(
+            str((f.failure or {}).get("error") or f.status or f.error) for f in failures
+        )
+        failed_by = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        unanswered = len(driver.unanswered())
+        return Cut(
+            engine, full_again, counts, len(failures), failed_by, unanswered, len(driver.exchanges)
+        )
     finally:
         leave = ["--leave"] if engine == "swarm" else []
         syrcad("down", "--volumes", *leave, "--hosts", str(hosts))
@@ -135,16 +144,19 @@ def main() -> None:
         full = r.full_again_s
         again = f"{full:.0f} s after the cut" if full is not None else f"not within {CUT_S} s"
         lines.append(
-            f"| {r.engine} | {timeline} | {again} | {r.failed} / {r.sent} | {r.unanswered} |"
+            f"| {r.engine} | {timeline} | {again} | {r.failed} / {r.sent} "
+            f"{f'({r.failed_by})' if r.failed else ''} | {r.unanswered} |"
         )
     lines += [
         "",
         "compose keeps the lost host's replicas where they were: the cluster runs on one",
         "frontend until the host returns. Swarm calls the node down after its missed heartbeats",
-        "and starts its tasks on node1; the failed requests are those under way on node2 at the",
-        "cut (a 502 that says so, docs/runbook.md). The load's client sends each of those again,",
-        "once, with its X-Message-Id (sent counts both tries); the last column counts the messages",
-        "that went unanswered even so.",
+        "and starts its tasks on node1. Messages under way on node2's frontend at the cut are",
+        "sent to node1's by the public LB, with their ids, once TCP keepalive finds node2 gone:",
+        "they do not fail. A call under way on node2's action server is cut (the booking action",
+        "is not idempotent: 502 action_lost, docs/runbook.md). The load's client sends a failed",
+        "message again, once, with its X-Message-Id (sent counts both tries); the last column",
+        "counts the messages that went unanswered even so.",
     ]
     (RESULTS / "host_loss.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

@@ -257,15 +257,27 @@ def test_frontends_load_the_honest_channels_and_stores(fixed_secrets: Secrets) -
     assert endpoints["action_endpoint"]["idempotent_actions"] == ["action_opening_hours"]
 
 
-def test_lbs_cut_requests_of_a_replica_marked_down_and_replay_none(
-    fixed_secrets: Secrets,
-) -> None:
+def test_lbs_send_again_only_what_a_replica_can_recognise(fixed_secrets: Secrets) -> None:
+    """Only a REST message, which carries its id, is sent to another frontend after reaching
+    one; an action call, a socket.io packet or an API call only when its connection failed."""
     for file in rendered("hosts.yml", fixed_secrets):
         if file.path.name != "haproxy.cfg":
             continue
-        servers = [line for line in file.content.splitlines() if "default-server" in line]
-        assert servers and all("on-marked-down shutdown-sessions" in s for s in servers)
-        assert "retry-on conn-failure\n" in file.content  # a request that reached a replica: never
+        backends = file.content.split("\nbackend ")[1:]
+        servers = {
+            b.split()[0]: [ln for ln in b.splitlines() if "default-server" in ln] for b in backends
+        }
+        if str(file.path).startswith("action-lb"):
+            assert "retry-on conn-failure\n" in file.content
+            assert all("on-marked-down shutdown-sessions" in s for s in servers["action_servers"])
+        else:
+            assert "retry-on conn-failure empty-response\n" in file.content
+            frontend, api = file.content.split("\nfrontend ")[1:3]
+            assert "http-request disable-l7-retry unless channel\n" in frontend
+            assert "http-request disable-l7-retry\n" in api
+            # A lost host's connections are found dead (keepalive) and their messages sent on.
+            assert "option srvtcpka" in backends[0] and "shutdown-sessions" not in backends[0]
+            assert all("on-marked-down shutdown-sessions" in s for s in servers["socketio"])
         # The LB's own 503 asks to send again as long as the frontends' own 503 does.
         turns = (ROOT / "compose" / "rasa" / "syrcad_turns.py").read_text(encoding="utf-8")
         retry_after = re.search(r"^RETRY_AFTER_S = (\d+)$", turns, re.M)

@@ -14,6 +14,11 @@ holding both is lost, the lock store fails over to another Redis within seconds 
 tracker store stays away. A breaker of the lock store's own would close then, and each turn
 would go on to wait out the tracker store's timeouts as well.
 
+Under Swarm, a process whose breaker is open also leaves a file named by its pid in
+SYRCAD_BREAKER_MARKS: the task's agent (leave_lbs_first.py) then asks the LBs to send it nothing,
+and they send the turns to a frontend that reaches its stores, if any does. A host whose link
+returns has its old frontend back in the LBs at once, breakers still open, until Swarm stops it.
+
 syrcad mounts this file beside syrcad_turns.py and syrcad_lock_store.py, which share `stores`.
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional
@@ -31,6 +37,7 @@ logger = logging.getLogger(__name__)
 # store answers a ping within milliseconds, a host that is gone never.
 PROBE_EVERY_S = 0.5
 PROBE_TIMEOUT_S = 1.0
+OPEN_MARKS = os.environ.get("SYRCAD_BREAKER_MARKS")
 
 
 class StoreNotAnswering(Exception):
@@ -85,6 +92,7 @@ class StoresBreaker:
         if self.open_since is None:
             self.open_since = time.monotonic()
             logger.warning(f"The {store} store did not answer ({error!r}); refusing turns until every store does")
+            _mark_open(True)
         if self._probing is None or self._probing.done():
             self._probing = asyncio.ensure_future(self._probe_until_answered())
 
@@ -108,7 +116,22 @@ class StoresBreaker:
             assert self.open_since is not None
             logger.warning(f"Every store answers again after {time.monotonic() - self.open_since:.1f}s")
             self.open_since, self.closed_at = None, time.monotonic()
+            _mark_open(False)
             return
+
+
+def _mark_open(is_open: bool) -> None:
+    """Says in OPEN_MARKS, if set, whether this process's breaker is open."""
+    if not OPEN_MARKS:
+        return
+    mark = os.path.join(OPEN_MARKS, str(os.getpid()))
+    try:
+        if is_open:
+            open(mark, "w").close()
+        else:
+            os.remove(mark)
+    except OSError as error:  # the LBs keep sending turns, which the breaker refuses
+        logger.warning(f"Could not tell this task's agent that the breaker is {'open' if is_open else 'closed'}: {error!r}")
 
 
 # The process's breaker, shared by its tracker store and lock store.

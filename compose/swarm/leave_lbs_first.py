@@ -5,6 +5,11 @@ LB was just opening. So the task answers its LBs' agent checks (HAProxy `agent-c
 SYRCAD_AGENT_PORT: "ready" while it serves, "drain" once asked to stop. The LBs then send it no
 new request; SYRCAD_LEAVE_LBS_S later the server gets the SIGTERM and finishes what it has.
 
+A frontend also answers "drain" while one of its processes refuses turns for want of its stores
+(its breaker is open: a file named by the process's pid in SYRCAD_BREAKER_MARKS, written by
+syrcad_store_breaker.py), and "ready" again once none does: the LBs send the turns to frontends
+that reach their stores. When none does, the LBs answer 503 `no_replica` themselves.
+
     python leave_lbs_first.py COMMAND...
 """
 
@@ -18,7 +23,15 @@ import time
 
 AGENT_PORT = int(os.environ["SYRCAD_AGENT_PORT"])
 LEAVE_LBS_S = float(os.environ.get("SYRCAD_LEAVE_LBS_S", "5"))
-answer = [b"ready\n"]
+BREAKER_MARKS = os.environ.get("SYRCAD_BREAKER_MARKS")
+stopping = threading.Event()
+
+
+def refusing_turns() -> bool:
+    """Whether a live process of the server has its store breaker open."""
+    marks = os.listdir(BREAKER_MARKS) if BREAKER_MARKS else []
+    # A process that ended with its breaker open left its file behind.
+    return any(os.path.exists(f"/proc/{pid}") for pid in marks)
 
 
 def agent() -> None:
@@ -26,17 +39,21 @@ def agent() -> None:
         while True:
             connection, _ = listening.accept()
             with connection:
-                connection.sendall(answer[0])
+                draining = stopping.is_set() or refusing_turns()
+                connection.sendall(b"drain\n" if draining else b"ready\n")
 
 
 def stop(signum: int, _frame: object) -> None:
-    answer[0] = b"drain\n"
+    stopping.set()
     time.sleep(LEAVE_LBS_S)
     server.send_signal(signum)
 
 
+if BREAKER_MARKS:
+    os.makedirs(BREAKER_MARKS, exist_ok=True)
 server = subprocess.Popen(sys.argv[1:])
 signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)
 threading.Thread(target=agent, daemon=True).start()
-sys.exit(server.wait())
+status = server.wait()
+sys.exit(128 - status if status < 0 else status)  # killed by signal N: 128 + N, as a shell says

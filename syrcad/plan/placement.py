@@ -75,6 +75,8 @@ BLACKBOX_PORT = 9115
 MODEL_SERVER_PORT = 8075
 # Under Swarm: where a frontend or action server tells its LBs to drain it (HAProxy agent-check).
 AGENT_PORT = 5099
+# ...and where a frontend's processes say that their store breaker is open (the agent drains it).
+BREAKER_MARKS_INSIDE = "/tmp/syrcad-breakers"
 # The LB stats page's user (its password is a secret), and where configs are mounted inside.
 STATS_USER = "admin"
 CONFIG_INSIDE = "/etc/syrcad"

@@ -55,14 +55,23 @@ STORE_START_PERIOD_S = 30
 LB_CHECK_INTERVAL_S = 2
 LB_CHECK_FALL = 2
 LB_CHECK_RISE = 2
-# How long after a host is lost the LBs mark its replicas DOWN, and so cut the requests still
-# open on them (on-marked-down shutdown-sessions): a check may start an interval late, and each
-# of the `fall` checks to a host that is gone waits the interval for its answer.
+# How long after a host is lost the LBs mark its replicas DOWN (the action LB then cuts the calls
+# still open on them: on-marked-down shutdown-sessions): a check may start an interval late, and
+# each of the `fall` checks to a host that is gone waits the interval for its answer.
+LB_LOSS_DETECTED_WITHIN_S = LB_CHECK_INTERVAL_S * (1 + 2 * LB_CHECK_FALL)
 # How long an LB waits for a replica to take a connection (a LAN's handshake takes well under a
 # millisecond): a replica on a host that is gone costs a request this much before the LB marks
 # it DOWN (observe layer4) and sends the request to another.
 LB_CONNECT_TIMEOUT_S = 1
-LB_LOSS_DETECTED_WITHIN_S = LB_CHECK_INTERVAL_S * (1 + 2 * LB_CHECK_FALL)
+# A request under way on a host that is lost: the public LB's kernel probes the connection, idle
+# while the frontend works on the turn (TCP keepalive), after LB_DEAD_PEER_IDLE_S, then every
+# LB_DEAD_PEER_INTERVAL_S; once LB_DEAD_PEER_PROBES went unanswered the LB sends the message to
+# another frontend, with its id (haproxy/public.cfg.j2). A replica that is alive answers them
+# however long its turn takes.
+LB_DEAD_PEER_IDLE_S = 1
+LB_DEAD_PEER_INTERVAL_S = 1
+LB_DEAD_PEER_PROBES = 2
+LB_DEAD_PEER_FOUND_WITHIN_S = LB_DEAD_PEER_IDLE_S + LB_DEAD_PEER_INTERVAL_S * LB_DEAD_PEER_PROBES
 # How long a frontend waits for a store before it fails the turn with a 503: to connect, and for
 # an answer (a Mongo read of a long conversation is the slowest).
 STORE_CONNECT_TIMEOUT_S = 3

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from .. import testhosts
+from ..conftest import ROOT
 from .conftest import E2ECluster, container, syrcad
 from .driver import Driver
 
@@ -50,6 +51,8 @@ def lb_states(cluster: E2ECluster) -> dict[str, str] | None:
 
 # A request's termination state and retries in the public LB's log (haproxy/public.cfg.j2).
 LB_OUTCOME = re.compile(r" (?P<state>\S{4}) \d+/\d+/\d+/\d+/(?P<retries>\+?\d+) ")
+# The message's id, captured in the public LB's log line (%hr).
+LB_MESSAGE_ID = re.compile(r" \{([A-Za-z0-9._:-]+)\} ")
 
 
 def lb_log(cluster: E2ECluster, lb: str, since: datetime) -> list[str]:
@@ -82,6 +85,32 @@ def lb_trouble(cluster: E2ECluster, since: datetime) -> list[str]:
         if not (outcome := LB_OUTCOME.search(line))
         or (outcome["state"], outcome["retries"]) != ("----", "0")
     ]
+
+
+def sent_again_by_lb(
+    cluster: E2ECluster, since: datetime, message_ids: set[str] | None = None
+) -> list[str]:
+    """The public LB's lines since `since` of messages (of these ids, which it logs, if given)
+    that it sent to more than one replica: a connection that failed, or a replica lost under
+    them."""
+    lines = []
+    for line in lb_log(cluster, "lb", since):
+        logged_id = LB_MESSAGE_ID.search(line)
+        outcome = LB_OUTCOME.search(line)
+        if not (logged_id and outcome and outcome["retries"] != "0"):
+            continue
+        if message_ids is None or logged_id[1] in message_ids:
+            lines.append(line)
+    return lines
+
+
+def lock_lease_s() -> float:
+    """How long a killed frontend's hold on a conversation outlives it: its lock store ticket's
+    lease (compose/rasa/syrcad_lock_store.py)."""
+    source = (ROOT / "compose" / "rasa" / "syrcad_lock_store.py").read_text(encoding="utf-8")
+    lease = re.search(r"^LEASE_S = ([\d.]+)$", source, re.M)
+    assert lease, "syrcad_lock_store.py no longer sets LEASE_S"
+    return float(lease[1])
 
 
 def action_calls_cut_off(cluster: E2ECluster, since: datetime, server: str) -> list[str]:
