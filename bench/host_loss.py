@@ -154,9 +154,10 @@ def main() -> None:
         "and starts its tasks on node1. Messages under way on node2's frontend at the cut are",
         "sent to node1's by the public LB, with their ids, once TCP keepalive finds node2 gone:",
         "they do not fail. A call under way on node2's action server is cut (the booking action",
-        "is not idempotent: 502 action_lost, docs/runbook.md). The load's client sends a failed",
-        "message again, once, with its X-Message-Id (sent counts both tries); the last column",
-        "counts the messages that went unanswered even so.",
+        "is not idempotent: 502 action_lost, docs/runbook.md). The load's client sends a message",
+        "cut off (a 502, a 504, a closed connection) again, once, with its X-Message-Id (sent",
+        "counts both tries), and not one refused with a 503: the last column counts the messages",
+        "left unanswered.",
     ]
     (RESULTS / "host_loss.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

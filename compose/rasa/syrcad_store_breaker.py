@@ -16,8 +16,9 @@ would go on to wait out the tracker store's timeouts as well.
 
 Under Swarm, a process whose breaker is open also leaves a file named by its pid in
 SYRCAD_BREAKER_MARKS: the task's agent (leave_lbs_first.py) then asks the LBs to send it nothing,
-and they send the turns to a frontend that reaches its stores, if any does. A host whose link
-returns has its old frontend back in the LBs at once, breakers still open, until Swarm stops it.
+and they send the turns to a frontend that reaches its stores, if any does. It matters most when
+a lost host's link returns: Swarm's DNS lists its old frontend again, breakers still open, until
+Swarm stops it.
 
 syrcad mounts this file beside syrcad_turns.py and syrcad_lock_store.py, which share `stores`.
 """

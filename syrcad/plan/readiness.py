@@ -95,11 +95,6 @@ STACK_REMOVED_WITHIN_S = 90
 # 30 s (`hold obsolete`) because leaving them (maintenance) would cut its open requests.
 SWARM_AGENT_INTERVAL_S = 1
 SWARM_LEAVE_LBS_S = 5
-# A task whose address Swarm's DNS lists again (its host's link is back) is UP in the LBs at once,
-# before any check; a frontend cut off from its stores refuses turns until its breaker closes (5 s
-# measured) and its agent drains it within AGENT_INTERVAL_S. Meanwhile its weight starts near
-# zero (HAProxy's slowstart), so the LBs pick the other replicas unless they are all full.
-SWARM_SLOWSTART_S = 10
 # When a cut manager returns, the managers may elect a leader again; swarm commands fail
 # ("the swarm does not have a leader") meanwhile: half a minute or more on the test hosts.
 SWARM_LEADER_ELECTED_WITHIN_S = 120

@@ -13,7 +13,7 @@ from syrcad.config.model import Cluster
 from syrcad.config.secrets import Secrets
 from syrcad.plan import swarm
 from syrcad.plan.placement import AGENT_PORT, INNER_PORT, Placement
-from syrcad.plan.readiness import SWARM_AGENT_INTERVAL_S, SWARM_SLOWSTART_S
+from syrcad.plan.readiness import SWARM_AGENT_INTERVAL_S
 from syrcad.render.context import swarm_context
 from syrcad.render.files import RASA_MODULE_FILES, RenderedFile, variables
 from syrcad.render.templates import render_template, static
@@ -45,7 +45,6 @@ class Pool:
     port: int
     agent_port: int  # where each task says whether to drain it (compose/swarm/leave_lbs_first.py)
     agent_interval_s: int
-    slowstart_s: int  # how long a task that comes up takes to reach its full weight
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,6 @@ def render_stack(
             INNER_PORT[service],
             AGENT_PORT,
             SWARM_AGENT_INTERVAL_S,
-            SWARM_SLOWSTART_S,
         )
         for service in swarm.REPLICATED
     }

@@ -18,7 +18,7 @@ from syrcad.plan import readiness
 from .. import testhosts
 from .conftest import LB, E2ECluster, new_sender, syrcad
 from .driver import Driver
-from .faults import lb_trouble, link_cut, sent_again_by_lb
+from .faults import lb_trouble, link_cut, lock_lease_s, sent_again_by_lb
 
 pytestmark = pytest.mark.e2e
 
@@ -102,6 +102,7 @@ def test_frontend_host_cut_off_under_load(cluster: E2ECluster) -> None:
             time.sleep(20)  # the remaining hosts carry the load alone
         back = time.monotonic()
         failed_at_cut = driver.failures_since(cut)
+        _, slowest_under_way = driver.during(cut, cut + 1)
         returned = wait_for(cluster, {k: "UP" for k in on_node2}, timeout=120)
         time.sleep(10)
         served_after = driver.successes_since(back)
@@ -119,7 +120,8 @@ def test_frontend_host_cut_off_under_load(cluster: E2ECluster) -> None:
         f"\nhost cut: replicas marked DOWN after {detected:.1f}s; {failed_at_cut} failed "
         f"requests (4 workers, so at most 4 in flight at the cut), the last answered "
         f"{slowest:.1f}s after the cut, {len(driver.unanswered())} unanswered once sent again "
-        f"with their ids; {len(sent_again)} sent to another frontend after a failed try; "
+        f"with their ids; {len(sent_again)} sent to another frontend after a failed try, the "
+        f"slowest of those under way at the cut answered in {slowest_under_way:.1f}s; "
         f"back UP {returned:.1f}s after the link returned; "
         f"{served_after} served and {failed_after} failed after"
     )
@@ -132,6 +134,10 @@ def test_frontend_host_cut_off_under_load(cluster: E2ECluster) -> None:
     # Each was answered when sent again with its id (the client's way to be sure; see Driver).
     assert driver.unanswered() == [], driver.unanswered()
     assert slowest < readiness.LB_LOSS_DETECTED_WITHIN_S + 2, cut_off
+    # One sent on waits for the dead connection to be found, then for frontend-2's hold on the
+    # conversation to lapse, and is answered by frontend-1.
+    sent_on_within = readiness.LB_DEAD_PEER_FOUND_WITHIN_S + lock_lease_s() + 5
+    assert slowest_under_way < sent_on_within, slowest_under_way
     assert not any(e.empty_200 for e in driver.exchanges)
     assert failed_after == 0, driver.failures[-5:]
     assert served_after > 0

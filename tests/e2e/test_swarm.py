@@ -285,9 +285,8 @@ def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
     # Known gap: when node2 returns, Swarm's DNS lists its old frontend again until Swarm stops
     # it, and HAProxy puts a server whose address comes back straight UP, before any check. That
     # frontend was cut off from the stores: until its probes get an answer (5 s in one run), its
-    # breakers refuse a turn with a 503. It starts with little weight (slowstart), and its agent
-    # has the LBs drain it within a second (leave_lbs_first.py). Honest (never a 200 without a
-    # reply), not proven zero: docs/runbook.md.
+    # breakers refuse a turn with a 503, until its agent has the LBs drain it within a second
+    # (leave_lbs_first.py). Honest (never a 200 without a reply), not yet zero: docs/runbook.md.
     after = [f for f in driver.failures if f.sent_at >= back]
     print(f"{len(after)} failed after the return")
     for failure in after:
