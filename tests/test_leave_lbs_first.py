@@ -17,7 +17,8 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from .conftest import ROOT
+
 AGENT = ROOT / "compose" / "swarm" / "leave_lbs_first.py"
 BREAKER = ROOT / "compose" / "rasa" / "syrcad_store_breaker.py"
 
