@@ -36,18 +36,34 @@ def _starting(plan: Plan, dep: Deployment) -> dict[str, list[Container]]:
     return hosts
 
 
+def _deployed(plan: Plan, dep: Deployment) -> dict[str, list[Container]]:
+    """Under Swarm, host → the replicas a stack deploy may start there: Swarm places one on any
+    node with its role, so each of those hosts needs what it reads from the project."""
+    if not any(s.action == "deploy-stack" for s in plan.steps):
+        return {}
+    hosts: dict[str, list[Container]] = {}
+    for service in ("frontend", "action"):
+        for replica in dep.placement.of(service)[:1]:
+            for host in dep.cluster.hosts_with(service):
+                hosts.setdefault(host, []).append(replica)
+    return hosts
+
+
 def _each_host(plan: Plan, dep: Deployment) -> dict[str, list[str]]:
     starting = _starting(plan, dep)
+    deployed = _deployed(plan, dep)
     shipped = {s.host for s in plan.steps if s.action == "ship-images"}
 
     def on(host: HostHandle) -> list[str]:
-        containers = starting[host.name]
-        problems = _project(dep, host, containers)
+        containers = starting.get(host.name, [])
+        problems = _project(dep, host, [*containers, *deployed.get(host.name, [])])
+        if not containers:
+            return problems
         if host.name not in shipped:
             problems += _images(dep, host, containers)
         return problems + _ports(host, containers) + _nonlocal_bind(dep, host, containers)
 
-    return each([dep.hosts[h] for h in starting], on)
+    return each([dep.hosts[h] for h in dict.fromkeys([*starting, *deployed])], on)
 
 
 def _project(dep: Deployment, host: HostHandle, containers: Iterable[Container]) -> list[str]:

@@ -6,13 +6,16 @@ manager that answers (the founder may be the host that was lost).
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
-from python_on_whales import DockerClient, Volume
+from python_on_whales import DockerClient, DockerException, Volume
+from python_on_whales.components.task.models import TaskInspectResult
 from python_on_whales.utils import run as docker_run
 
 from syrcad.apply import facts
@@ -38,6 +41,7 @@ def electing(error: Exception) -> bool:
 
 
 STACK_LABEL = "com.docker.stack.namespace"
+READ_TASKS_TRIES = 3
 T = TypeVar("T")
 
 
@@ -243,27 +247,65 @@ class TaskFact:
     container_id: str
 
 
-def tasks(dep: Deployment) -> list[TaskFact]:
-    """The stack's tasks that should run, with the host each is on."""
+@dataclass(frozen=True)
+class StackFacts:
+    tasks: list[TaskFact]  # those that should run
+    # service → why its latest task that ended early ended ("task: non-zero exit (137):
+    # dockerexec: unhealthy container"): what a wait that never converges reports.
+    last_errors: dict[str, str]
+
+
+def _read_tasks(d: DockerClient, stack: str) -> list[TaskInspectResult]:
+    """Every task of `stack`, read in one call (a Task object asks its engine again for each
+    field it is asked)."""
+    docker = [str(part) for part in d.client_config.docker_cmd]
+    tries = 1
+    while True:
+        listed = docker_run(
+            [*docker, "stack", "ps", "--quiet", "--no-trunc", stack], return_stderr=False
+        )
+        if not listed.split():
+            return []
+        try:
+            found = docker_run(
+                [*docker, "inspect", "--type", "task", *listed.split()], return_stderr=False
+            )
+            return [TaskInspectResult(**task) for task in json.loads(found)]
+        except DockerException as error:
+            # Swarm keeps a few ended tasks per slot and drops the oldest: one may go between
+            # the listing and the reading.
+            if "No such object" not in (error.stderr or "") or tries == READ_TASKS_TRIES:
+                raise
+            tries += 1
+
+
+def stack_facts(dep: Deployment) -> StackFacts:
+    """The stack's tasks that should run, with the host each is on, and why its services'
+    latest failed tasks failed."""
     boss = manager(dep)
     prefix = swarm.label_prefix(dep.cluster)
 
-    def read(d: DockerClient) -> list[TaskFact]:
+    def read(d: DockerClient) -> StackFacts:
         hosts = {n.id: (n.spec.labels or {}).get(f"{prefix}.host", "") for n in d.node.list()}
-        found = d.stack.ps(dep.cluster.name) if _stack_exists(d, dep.cluster.name) else []
+        found = _read_tasks(d, dep.cluster.name) if _stack_exists(d, dep.cluster.name) else []
         names = {s.id: str(s.spec.name) for s in d.service.list()}
         rows = []
+        failed: dict[str, tuple[datetime, str]] = {}
         for task in found:
-            if task.desired_state != "running":
-                continue
-            service_name = names.get(str(task.service_id), "")
+            service = names.get(str(task.service_id), "").removeprefix(f"{dep.cluster.name}_")
             status = task.status
+            if task.desired_state != "running":
+                if status and status.err and status.timestamp:
+                    latest = failed.get(service)
+                    if latest is None or latest[0] < status.timestamp:
+                        failed[service] = (status.timestamp, status.err)
+                continue
             container = (
                 status.container_status.container_id if status and status.container_status else ""
             )
             rows.append(
                 TaskFact(
-                    service_name.removeprefix(f"{dep.cluster.name}_"),
+                    service,
                     task.slot or 0,
                     hosts.get(task.node_id or "", ""),
                     str(status.state or "") if status else "",
@@ -271,9 +313,14 @@ def tasks(dep: Deployment) -> list[TaskFact]:
                     container or "",
                 )
             )
-        return rows
+        return StackFacts(rows, {service: err for service, (_, err) in failed.items()})
 
     return boss.run("list the stack's tasks", read)
+
+
+def tasks(dep: Deployment) -> list[TaskFact]:
+    """The stack's tasks that should run, with the host each is on."""
+    return stack_facts(dep).tasks
 
 
 def task_addresses(dep: Deployment, found: Sequence[TaskFact]) -> dict[str, TaskFact]:
@@ -359,8 +406,14 @@ def wait_converged(dep: Deployment, timeout: float, report: Reporter) -> None:
     wanted = wanted_tasks(dep)
 
     def pending() -> list[str]:
-        running = Counter(t.service for t in tasks(dep) if t.state == "running")
-        left = [f"{s} {running[s]}/{n}" for s, n in wanted.items() if running[s] != n]
+        stack = stack_facts(dep)
+        running = Counter(t.service for t in stack.tasks if t.state == "running")
+        left = [
+            f"{s} {running[s]}/{n}"
+            + (f" (last failed: {stack.last_errors[s]})" if s in stack.last_errors else "")
+            for s, n in wanted.items()
+            if running[s] != n
+        ]
         if left:
             return left
         return [
