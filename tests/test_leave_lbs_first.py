@@ -1,5 +1,6 @@
-"""A Swarm task's agent (compose/swarm/leave_lbs_first.py) and the store breaker that it reads
-(compose/rasa/syrcad_store_breaker.py), both run for real: what the LBs' agent checks are told."""
+"""A Swarm task's agent (compose/swarm/leave_lbs_first.py), the store breaker that it reads
+(compose/rasa/syrcad_store_breaker.py), and the public LB's Lua that keeps a server drained until
+its agent says "ready" (haproxy/drained_until_ready.lua.j2), all run for real."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from syrcad.render.templates import render_template
+
 from .conftest import ROOT
+from .test_render import tool
 
 AGENT = ROOT / "compose" / "swarm" / "leave_lbs_first.py"
 BREAKER = ROOT / "compose" / "rasa" / "syrcad_store_breaker.py"
@@ -44,29 +49,47 @@ class Agent:
                 assert time.monotonic() < deadline, "the agent never listened"
                 time.sleep(0.05)
 
+    def answer_soon(self, wanted: str, within_s: float = 2) -> str:
+        """The agent's answer once it is `wanted`, else its last after `within_s`: a signal
+        reaches the agent's main thread a moment after it was sent."""
+        deadline = time.monotonic() + within_s
+        while (answer := self.answer()) != wanted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return answer
 
-@pytest.fixture
-def agent(tmp_path: Path) -> Iterator[Agent]:
-    port, marks = free_port(), tmp_path / "breakers"
+
+@contextmanager
+def running_agent(marks: Path, port: int, *server: str) -> Iterator[Agent]:
     environment = {
         **os.environ,
         "SYRCAD_AGENT_PORT": str(port),
         "SYRCAD_LEAVE_LBS_S": "0.5",
         "SYRCAD_BREAKER_MARKS": str(marks),
     }
-    server = [sys.executable, "-c", "import time; time.sleep(60)"]
     process = subprocess.Popen([sys.executable, str(AGENT), *server], env=environment)
     try:
         yield Agent(process, port, marks)
     finally:
-        process.kill()
-        process.wait()
+        # Through the agent, so that the server it started stops too.
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[Agent]:
+    sleeping = (sys.executable, "-c", "import time; time.sleep(60)")
+    with running_agent(tmp_path / "breakers", free_port(), *sleeping) as started:
+        yield started
 
 
 def test_ready_while_serving_drain_once_asked_to_stop(agent: Agent) -> None:
     assert agent.answer() == "ready"
     agent.process.send_signal(signal.SIGTERM)
-    assert agent.answer() == "drain"
+    assert agent.answer_soon("drain") == "drain"
     # The server gets the signal SYRCAD_LEAVE_LBS_S later, and the task ends with it.
     assert agent.process.wait(timeout=10) == 128 + signal.SIGTERM
 
@@ -118,3 +141,103 @@ def test_the_breaker_marks_its_process_while_open(
     while_open, after = asyncio.run(asyncio.wait_for(outage_and_return(), 10))
     assert while_open == [str(os.getpid())]
     assert after == []
+
+
+FORCED_DRAIN = 0x08  # HAProxy's SRV_ADMF_FDRAIN in `show servers state`
+
+
+class LB:
+    """A real HAProxy with the public LB's Lua, and one server checked by health and agent."""
+
+    def __init__(self, socket_path: Path):
+        self.socket_path = socket_path
+
+    def ask(self, command: str) -> str:
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.connect(str(self.socket_path))
+            connection.sendall(f"{command}\n".encode())
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+        return answer.decode()
+
+    def server(self) -> tuple[str, bool]:
+        """The server's status as the stats page shows it (UP, DOWN, DRAIN), and whether it is
+        in forced drain."""
+        stat = next(
+            line.split(",")
+            for line in self.ask("show stat").splitlines()
+            if line.startswith("frontends,s1,")
+        )
+        state = next(
+            line.split()
+            for line in self.ask("show servers state frontends").splitlines()[2:]
+            if line.strip()
+        )
+        return stat[17], bool(int(state[6]) & FORCED_DRAIN)
+
+    def until(self, wanted: Callable[[str, bool], bool], within_s: float = 10) -> tuple[str, bool]:
+        deadline = time.monotonic() + within_s
+        while not wanted(*(seen := self.server())):
+            assert time.monotonic() < deadline, f"the server stayed {seen}"
+            time.sleep(0.05)
+        return seen
+
+
+@contextmanager
+def running_lb(tmp_path: Path, server_port: int, agent_port: int) -> Iterator[LB]:
+    lua = tmp_path / "drained_until_ready.lua"
+    bots = [{"rest": "frontends", "socketio": "socketio"}]
+    lua.write_text(render_template("haproxy/drained_until_ready.lua.j2", bots=bots))
+    sock = tmp_path / "admin.sock"
+    config = tmp_path / "haproxy.cfg"
+    checks = "check inter 200ms fall 1 rise 1 agent-check agent-inter 200ms"
+    config.write_text(
+        f"""global
+    lua-load {lua}
+    stats socket {sock} level admin
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+backend frontends
+    option httpchk GET /
+    server s1 127.0.0.1:{server_port} {checks} agent-port {agent_port}
+backend socketio
+""",
+        encoding="utf-8",
+    )
+    process = subprocess.Popen([tool("haproxy"), "-db", "-f", str(config)])
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "HAProxy did not start"
+            time.sleep(0.05)
+        yield LB(sock)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_server_back_from_down_stays_drained_until_its_agent_says_ready(tmp_path: Path) -> None:
+    marks, server_port, agent_port = tmp_path / "breakers", free_port(), free_port()
+    with running_lb(tmp_path, server_port, agent_port) as lb:
+        assert lb.until(lambda status, drained: status == "DOWN" and drained) == ("DOWN", True)
+        # The server comes back with its store breaker open (a live process's mark: this one's).
+        marks.mkdir()
+        (marks / str(os.getpid())).touch()
+        (served := tmp_path / "served").mkdir()  # an empty listing: a short answer to a check
+        http_server = (
+            *(sys.executable, "-m", "http.server", "--bind", "127.0.0.1"),
+            *("--directory", str(served), str(server_port)),
+        )
+        with running_agent(marks, agent_port, *http_server) as agent:
+            assert agent.answer() == "drain"
+            lb.until(lambda status, _: status.startswith("DRAIN"))
+            time.sleep(1)  # five health and agent checks: none lets it take a request
+            assert lb.server() == ("DRAIN (agent)", True)
+            (marks / str(os.getpid())).unlink()
+            assert lb.until(lambda status, _: status == "UP") == ("UP", False)
+            agent.process.terminate()  # the agent says "drain", then the server stops
+            assert lb.until(lambda status, drained: status == "DOWN" and drained) == ("DOWN", True)

@@ -27,6 +27,7 @@ STACK_FILES: tuple[tuple[str, str, str], ...] = (
     ("mongo/initial-password", "compose/stores/initial-password.j2", "mongo"),
     ("postgres/initial-password", "compose/stores/initial-password.j2", "postgres"),
     ("lb/haproxy.cfg", "haproxy/public.cfg.j2", "lb"),
+    ("lb/drained_until_ready.lua", "haproxy/drained_until_ready.lua.j2", "lb"),
     ("action-lb/haproxy.cfg", "haproxy/actions.cfg.j2", "lb"),
     ("swarm/leave_lbs_first.py", "compose/swarm/leave_lbs_first.py", "frontend"),
     ("prometheus/prometheus.yml", "compose/prometheus/prometheus.yml.j2", "prometheus"),
