@@ -13,6 +13,7 @@ that reach their stores. When none does, the LBs answer 503 `no_replica` themsel
     python leave_lbs_first.py COMMAND...
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -40,7 +41,9 @@ def agent() -> None:
             connection, _ = listening.accept()
             with connection:
                 draining = stopping.is_set() or refusing_turns()
-                connection.sendall(b"drain\n" if draining else b"ready\n")
+                # An LB that gave up on this check asks again: keep answering.
+                with contextlib.suppress(OSError):
+                    connection.sendall(b"drain\n" if draining else b"ready\n")
 
 
 def stop(signum: int, _frame: object) -> None:
