@@ -264,12 +264,11 @@ def _read_tasks(d: DockerClient, stack: str) -> list[TaskInspectResult]:
         listed = docker_run(
             [*docker, "stack", "ps", "--quiet", "--no-trunc", stack], return_stderr=False
         )
-        if not listed.split():
+        ids = listed.split()
+        if not ids:
             return []
         try:
-            found = docker_run(
-                [*docker, "inspect", "--type", "task", *listed.split()], return_stderr=False
-            )
+            found = docker_run([*docker, "inspect", "--type", "task", *ids], return_stderr=False)
             return [TaskInspectResult(**task) for task in json.loads(found)]
         except DockerException as error:
             # Swarm keeps a few ended tasks per slot and drops the oldest: one may go between
