@@ -27,7 +27,7 @@ Python 3.9 (the Rasa image's).
 import json
 import os
 import sys
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 import yaml
 
@@ -58,12 +58,16 @@ def main(command: str, endpoints: str) -> None:
             if held == events:
                 summary["unchanged"] += 1
             elif held == events[: len(held)]:
-                summary["appended" if held else "restored"] += 1
-                summary["events"] += len(events) - len(held)
                 writes.append((sender, events, len(held)))
             else:
                 summary["kept"] += 1
-        store.write(writes)
+        moved_on = store.write(writes)
+        for sender, events, held_count in writes:
+            if sender in moved_on:
+                summary["kept"] += 1
+            else:
+                summary["appended" if held_count else "restored"] += 1
+                summary["events"] += len(events) - held_count
     print(json.dumps(summary))
 
 
@@ -100,14 +104,21 @@ class MongoStore:
     def stored(self, senders: Iterable[str]) -> Dict[str, List[Dict[str, Any]]]:
         return self.layout.read_many(self.rasa_layout, self.chunks, senders)
 
-    def write(self, writes: List[Tuple[str, List[Dict[str, Any]], int]]) -> None:
+    def write(self, writes: List[Tuple[str, List[Dict[str, Any]], int]]) -> Set[str]:
+        """Write each conversation's events from its number `held` on; the senders whose
+        conversation went on since it was read (their writes were not made)."""
         # Conversations the store holds nothing of: one round trip for the whole batch.
         whole = [c for sender, events, held in writes if not held for c in self.layout.as_chunks(sender, events)]
         if whole:
             self.chunks.insert_many(whole)
+        moved_on: Set[str] = set()
         for sender, events, held in writes:
             if held:
-                self.layout.append(self.chunks, sender, held, events[held:])
+                try:
+                    self.layout.append(self.chunks, sender, held, events[held:])
+                except self.layout.MovedOn:
+                    moved_on.add(sender)
+        return moved_on
 
 
 class SqlStore:
@@ -158,7 +169,9 @@ class SqlStore:
                 held.setdefault(row.sender_id, []).append(json.loads(row.data))
         return held
 
-    def write(self, writes: List[Tuple[str, List[Dict[str, Any]], int]]) -> None:
+    def write(self, writes: List[Tuple[str, List[Dict[str, Any]], int]]) -> Set[str]:
+        """As MongoStore.write, in one transaction. It writes as Rasa's SQL store saves, without
+        checking what the store holds meanwhile, so it names no sender."""
         rows = [
             {
                 "sender_id": sender,
@@ -172,13 +185,14 @@ class SqlStore:
             for event in events[held:]
         ]
         if not rows:
-            return
+            return set()
         insert = self.sa.text(
             "INSERT INTO events (sender_id, type_name, timestamp, intent_name, action_name, data)"
             " VALUES (:sender_id, :type_name, :timestamp, :intent_name, :action_name, :data)"
         )
         with self.engine.begin() as connection:  # a batch lands whole or not at all
             connection.execute(insert, rows)
+        return set()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,13 @@ Here a conversation is the documents `{sender_id, chunk, events}` of `<collectio
 chunk or starts the next one; a reader that holds the beginning of a conversation reads only the
 chunk holding the last event it has, and those after it.
 
+A save names where its events go (how many events the store held when its writer read the
+conversation), and is made only if the store still holds that many: a save that arrives after
+the conversation went on writes nothing. That is how a turn's save from a frontend whose host
+was cut off, still in its kernel's send queue when the client gave up on it, cannot land after
+another frontend answered the same message again (TCP delivers it once the link returns,
+seconds after any lock's lease).
+
 A conversation that Rasa's own store wrote (a document in `<collection>`) is moved into chunks
 the first time it is read. Used by syrcad_turns.py (the frontends' tracker store) and by
 syrcad_conversations.py (backup and restore), both beside this file. Python 3.9, pymongo 4.3
@@ -47,23 +54,57 @@ def read(chunks: Collection, sender: str, start: int = 0) -> Events:
     return events[start - first * CHUNK_EVENTS :]
 
 
-def append(chunks: Collection, sender: str, position: int, events: Events) -> None:
-    """Store `events` as `sender`'s events number `position`, `position` + 1, …; the caller holds
-    the conversation's lock, and `position` is how many events the store holds.
+class MovedOn(Exception):
+    """The conversation went on past where a save's writer read it: nothing of the save was
+    written (of its first chunk's events, when it spans two and another writer started the
+    second meanwhile, which takes two writers at once: a lock store that does not lock)."""
 
-    Without that lock (Rasa's stock lock store, `stores.lock.atomic: false`), two frontends can
-    push into one chunk at once: it then holds more than CHUNK_EVENTS. Nothing is lost and the
-    order is the order of the pushes, but event numbers no longer tell the chunk, so a reader
-    that checks the last event it holds (syrcad_turns.py) reads such a conversation whole."""
+    def __init__(self, sender: str, position: int):
+        super().__init__(f"the conversation of '{sender}' holds more than the {position} events its writer read")
+
+
+def append(chunks: Collection, sender: str, position: int, events: Events) -> None:
+    """Store `events` as `sender`'s events number `position`, `position` + 1, …, where
+    `position` is how many events the store held when the caller read the conversation; raise
+    MovedOn, writing nothing, if it holds more now."""
     while events:
         chunk, held = divmod(position, CHUNK_EVENTS)
         fitting, events = events[: CHUNK_EVENTS - held], events[CHUNK_EVENTS - held :]
-        chunks.update_one(
-            {"sender_id": sender, "chunk": chunk},
-            {"$push": {"events": {"$each": fitting}}},
-            upsert=True,
-        )
+        if not _push_if_holding(chunks, sender, chunk, held, fitting):
+            _append_to_irregular(chunks, sender, position, fitting + events)
+            return
         position += len(fitting)
+
+
+def _push_if_holding(chunks: Collection, sender: str, chunk: int, held: int, events: Events) -> bool:
+    """Push `events` into `sender`'s chunk number `chunk` if it holds `held` events (start it
+    when `held` is 0); whether they were pushed."""
+    try:
+        pushed = chunks.update_one(
+            {"sender_id": sender, "chunk": chunk, "events": {"$size": held}},
+            {"$push": {"events": {"$each": events}}},
+            upsert=held == 0,
+        )
+    except DuplicateKeyError:  # the chunk was started by another save
+        return False
+    return pushed.matched_count == 1 or pushed.upserted_id is not None
+
+
+def _append_to_irregular(chunks: Collection, sender: str, position: int, events: Events) -> None:
+    """Where the chunk a save's events go to does not hold what the save expects: the
+    conversation went on (MovedOn), unless it holds exactly `position` events in chunks of
+    other sizes (written by a syrcad before these saves were conditional, whose saves without
+    a lock could push past CHUNK_EVENTS): then they go after its last event, as conditionally."""
+    if len(read(chunks, sender)) == position:
+        last = chunks.find_one({"sender_id": sender}, {"events": 1}, sort=[("chunk", -1)])
+        if last is not None:
+            pushed = chunks.update_one(
+                {"_id": last["_id"], "events": {"$size": len(last["events"])}},
+                {"$push": {"events": {"$each": events}}},
+            )
+            if pushed.matched_count == 1:
+                return
+    raise MovedOn(sender, position)
 
 
 def move_from_rasa_layout(conversations: Collection, chunks: Collection, sender: str) -> Events:

@@ -179,6 +179,17 @@ def store_unavailable(store: str, error: BaseException) -> TurnAborted:
     )
 
 
+def conversation_moved_on() -> TurnAborted:
+    """Another frontend saved a turn of the conversation while this one was handled (the lock's
+    lease lapsed under a turn that outlived it): this turn's save wrote nothing."""
+    return TurnAborted(
+        409,
+        "conversation_moved_on",
+        "The conversation went on in another frontend while this message was handled; the message was not recorded. Send it again.",
+        retry_after_s=1,
+    )
+
+
 # --- action calls ------------------------------------------------------------------------------
 
 # When each action LB address last could not be connected to (time.monotonic()).
@@ -338,6 +349,10 @@ class _AbortOnStoreError:
         try:
             # The store's blocking calls off this loop (see the module's docstring).
             return await asyncio.get_running_loop().run_in_executor(_store_calls, asyncio.run, call())
+        except event_chunks.MovedOn as moved_on:
+            if _in_turn.get():
+                raise conversation_moved_on() from moved_on
+            raise
         except Exception as error:
             if isinstance(error, self.UNANSWERED):
                 stores.failed("tracker", error, started)

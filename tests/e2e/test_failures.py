@@ -18,8 +18,8 @@ import requests
 
 from syrcad.plan import readiness
 
-from .conftest import E2ECluster, container, new_sender
-from .driver import Driver, Exchange, send, user_texts
+from .conftest import EVENT_CHUNKS, E2ECluster, MongoTrackers, container, new_sender
+from .driver import TURNS, Driver, Exchange, send, user_texts
 from .faults import (
     action_calls_cut_off,
     crash,
@@ -200,6 +200,45 @@ def test_a_message_sent_again_is_answered_from_the_tracker(cluster: E2ECluster) 
     )
     assert bad.status_code == 400 and bad.json()["error"] == "bad_message_id", bad.text
     assert cluster.user_texts(sender) == ["book a table", "greek"]
+
+
+def test_a_save_that_reaches_the_store_after_the_conversation_went_on_writes_nothing(
+    cluster: E2ECluster,
+) -> None:
+    """A frontend cut off while it saves a turn: TCP delivers the save, still in its kernel's
+    send queue, once the link returns, after another frontend answered the message again and
+    the conversation went on. That save (made here with the frontends' own module, from where
+    its writer read the conversation) writes nothing, and the conversation goes on whole; as
+    it does in chunks of other sizes, written by a syrcad whose saves were not conditional."""
+    if cluster.layout.tracker != "mongo":
+        pytest.skip("the chunked layout is syrcad's Mongo tracker store's")
+    store = cluster.store()
+    assert isinstance(store, MongoTrackers)
+    (book, which), (cuisine, how_many), (size, booked) = TURNS
+    sender = new_sender()
+    assert cluster.texts(sender, book)[0].startswith(which)
+    read_at = len(store.events(sender))
+    assert cluster.texts(sender, cuisine)[0].startswith(how_many)
+    saved = store.events(sender)
+    with pytest.raises(EVENT_CHUNKS.MovedOn):
+        EVENT_CHUNKS.append(store.chunks, sender, read_at, saved[read_at:])
+    assert store.events(sender) == saved
+    assert cluster.texts(sender, size)[0].startswith(booked)
+    assert cluster.user_texts(sender) == [book, cuisine, size]
+
+    irregular = new_sender()
+    store.chunks.insert_many(
+        [
+            {"sender_id": irregular, "chunk": 0, "events": saved[:2]},
+            {"sender_id": irregular, "chunk": 1, "events": saved[2:]},
+        ]
+    )
+    assert cluster.texts(irregular, size)[0].startswith(booked)
+    went_on = store.events(irregular)
+    assert went_on[: len(saved)] == saved and len(went_on) > len(saved)
+    with pytest.raises(EVENT_CHUNKS.MovedOn):
+        EVENT_CHUNKS.append(store.chunks, irregular, len(saved), went_on[len(saved) :])
+    assert store.events(irregular) == went_on
 
 
 @pytest.mark.parametrize("role", ["lock", "tracker"])

@@ -12,7 +12,7 @@ from .conftest import STORES, E2ECluster, syrcad
 from .driver import Driver
 
 # Under load with PostgreSQL (its password changed in place) and on the three hosts (Mongo's
-# replica set, Redis with Sentinels); the local layout's runbook block rotates its secrets too.
+# replica set, Redis with Sentinels): the runbook's rotation block is not run again locally.
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres_and_hosts]
 
 

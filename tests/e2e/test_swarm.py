@@ -352,6 +352,11 @@ def test_switching_from_compose_keeps_the_conversations(
     nothing of compose's is left running."""
     hosts_file = write_hosts_file(tmp_path_factory.mktemp("switch"), layout)
     document = yaml.safe_load(hosts_file.read_text(encoding="utf-8"))
+    # What the switch keeps is the stores' data: one replica of each is enough to carry the
+    # conversation, and two full clusters' boots on two cores would take minutes more.
+    for service in ("frontend", "action"):
+        document["services"][service]["replicas"] = 1
+    document["monitoring"]["prometheus"] = False
 
     def engine(name: str) -> E2ECluster:
         hosts_file.write_text(
