@@ -85,10 +85,17 @@ def test_scale_sets_the_count_and_needs_no_lb_reload(fixed_secrets: Secrets) -> 
     plan = steps.swarm_scale(
         large, place(small), place(large), {"frontend": 6}, {"app1": ["stack.yml"]}, "scale x"
     )
-    assert [str(s) for s in plan.steps][:2] == [
+    # One more task per frontend host at a time, each step once the last has turned healthy.
+    waits = [s.note for s in plan.steps if s.action == "wait-converged"]
+    assert [str(s) for s in plan.steps if s.action != "wait-converged"] == [
         "app1: write-files stack.yml",
+        "scale-service frontend (4)",
         "scale-service frontend (6)",
+        "record-state (scale x)",
     ]
+    assert waits == ["frontend=4", "frontend=6"]
+    down = steps.swarm_scale(small, place(large), place(small), {"frontend": 2}, {}, "scale y")
+    assert [s.note for s in down.steps][:2] == ["2", "frontend=2"]
     before = {str(f.path): f.content for f in render_stack(small, place(small), fixed_secrets)}
     after = {str(f.path): f.content for f in render_stack(large, place(large), fixed_secrets)}
     # The LBs find every task in Swarm's DNS: only the stack file's count changes.

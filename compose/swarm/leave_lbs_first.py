@@ -10,6 +10,10 @@ A frontend also answers "drain" while one of its processes refuses turns for wan
 syrcad_store_breaker.py), and "ready" again once none does: the LBs send the turns to frontends
 that reach their stores. When none does, the LBs answer 503 `no_replica` themselves.
 
+A frontend starts its command only once each store in SYRCAD_WAIT_FOR (`name:port ...`)
+takes a connection: the stack's tasks start together, and Rasa exits when its tracker store does
+not answer within seconds of loading its model, which it would then load again.
+
     python leave_lbs_first.py COMMAND...
 """
 
@@ -46,6 +50,25 @@ def agent() -> None:
                     connection.sendall(b"drain\n" if draining else b"ready\n")
 
 
+def wait_for_stores() -> None:
+    for address in os.environ.get("SYRCAD_WAIT_FOR", "").split():
+        host, port = address.rsplit(":", 1)
+        started = reported = time.monotonic()
+        while True:
+            try:
+                socket.create_connection((host, int(port)), timeout=2).close()
+                break
+            except (
+                OSError
+            ) as error:  # not resolved yet (Swarm lists a task once it runs), or refused
+                if time.monotonic() - reported >= 10:
+                    reported = time.monotonic()
+                    print(
+                        f"waiting for {address} for {reported - started:.0f}s: {error}", flush=True
+                    )
+                time.sleep(1)
+
+
 def stop(signum: int, _frame: object) -> None:
     stopping.set()
     time.sleep(LEAVE_LBS_S)
@@ -54,6 +77,7 @@ def stop(signum: int, _frame: object) -> None:
 
 if BREAKER_MARKS:
     os.makedirs(BREAKER_MARKS, exist_ok=True)
+wait_for_stores()
 server = subprocess.Popen(sys.argv[1:])
 signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)

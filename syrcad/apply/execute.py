@@ -346,7 +346,10 @@ def _deploy_stack(step: Step, run: Run) -> None:
 
 
 def _wait_converged(step: Step, run: Run) -> None:
-    swarm.wait_converged(run.dep, step.seconds, run.report)
+    # A scale's steps name the replica counts given to Swarm so far (`frontend=4 action=2`).
+    given = dict(pair.split("=") for pair in step.note.split())
+    counts = {service: int(replicas) for service, replicas in given.items()}
+    swarm.wait_converged(run.dep, step.seconds, run.report, counts)
 
 
 def _scale_service(step: Step, run: Run) -> None:

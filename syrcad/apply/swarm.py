@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -399,10 +399,13 @@ def lb_views(dep: Deployment) -> dict[str, dict[str, int]]:
     return views
 
 
-def wait_converged(dep: Deployment, timeout: float, report: Reporter) -> None:
+def wait_converged(
+    dep: Deployment, timeout: float, report: Reporter, counts: Mapping[str, int] | None = None
+) -> None:
     """Until every service runs its count of tasks (healthy: a task with a healthcheck is
-    "running" only once healthy) and every LB has that many replicas UP."""
-    wanted = wanted_tasks(dep)
+    "running" only once healthy) and every LB has that many replicas UP; `counts` in place of
+    hosts.yml's, for a scale under way."""
+    wanted = Counter({**wanted_tasks(dep), **(counts or {})})
 
     def pending() -> list[str]:
         stack = stack_facts(dep)

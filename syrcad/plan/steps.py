@@ -437,12 +437,21 @@ def swarm_scale(
     """The stack file gets the new counts (a later `up` changes nothing), Swarm the new
     replica counts; the LBs find the tasks in Swarm's DNS, with no reload."""
     steps = [*_write(changed, [swarm.founder(cluster)])]
-    steps += [Step("scale-service", names=(s,), note=str(n)) for s, n in counts.items()]
     added = [c for c in new.containers if c.name not in set(_names(old.containers))]
     services = swarm.stack_services(new)
     # Removed tasks stop within their grace period and then fail the LBs' checks.
     within = max(ready_within_s(added), IN_LB_WITHIN_S)
-    steps.append(Step("wait-converged", names=services, seconds=within))
+    # The counts Swarm has been given so far: a wait holds the services not scaled yet to theirs.
+    given = {service: len(old.of(service)) for service in counts}
+    for service, count in counts.items():
+        hosts = len(cluster.hosts_with(service))
+        for replicas in swarm.scale_up_steps(old, service, hosts, count):
+            given[service] = replicas
+            held = " ".join(f"{s}={n}" for s, n in given.items())
+            steps += [
+                Step("scale-service", names=(service,), note=str(replicas)),
+                Step("wait-converged", names=services, seconds=within, note=held),
+            ]
     steps.append(Step("record-state", note=record))
     return Plan("scale", tuple(steps))
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from syrcad.config.model import Cluster, Role
-from syrcad.plan.placement import Placement, PortBinding, Service
+from syrcad.plan.placement import INNER_PORT, REDIS_PORT, Placement, PortBinding, Service
 
 # A stack's services: the replicated ones by role, the LBs on every `lb` node, and one service
 # per store container (`mongo-1`), pinned to its host.
@@ -37,6 +37,27 @@ def stack_services(placement: Placement) -> tuple[str, ...]:
     stores = tuple(c.name for c in placement.containers if c.service in STORES)
     monitoring = tuple(c.name for c in placement.containers if c.service in MONITORING)
     return (*stores, "action", "frontend", "action-lb", "lb", *monitoring)
+
+
+def store_addresses(placement: Placement) -> tuple[str, ...]:
+    """Where a frontend reaches each store over the stack's network (`mongo-1:27017`): it starts
+    Rasa once they all answer. Rasa exits when its tracker store does not answer within 3 s of
+    loading its model, and the stack's tasks all start at once: a frontend that got there before
+    the stores would load its model again, a minute or more on a busy host."""
+    inner = {**INNER_PORT, "redis": REDIS_PORT}
+    return tuple(
+        f"{c.name}:{inner[c.service]}" for c in placement.containers if c.service in STORES
+    )
+
+
+def scale_up_steps(placement: Placement, service: Service, hosts: int, replicas: int) -> list[int]:
+    """The replica counts a scale-up of `service` goes through: one more task per host at a
+    time (Swarm spreads them), each step once the last has turned healthy. All at once, the new
+    frontends load their models side by side with the ones serving, on the same cores: on a
+    small host none turns healthy within its start period, and Swarm kills and starts them again."""
+    running = len(placement.of(service))
+    step = max(hosts, 1)
+    return [*range(running + step, replicas, step), replicas] if replicas > running else [replicas]
 
 
 def slots(replicas: int) -> int:

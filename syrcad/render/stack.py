@@ -106,6 +106,7 @@ def render_stack(
         **values,
         objects=objects,
         stores=[c for c in placement.containers if c.service in swarm.STORES],
+        store_addresses=" ".join(swarm.store_addresses(placement)),
         monitoring=[c for c in placement.containers if c.service in swarm.MONITORING],
         lb_ports=lb_ports,
         labels_prefix=swarm.label_prefix(cluster),

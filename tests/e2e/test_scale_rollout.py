@@ -80,7 +80,7 @@ def test_scale_and_rollout_under_load(cluster: E2ECluster, tmp_path: Path) -> No
             done = syrcad("scale", *step, "--hosts", hosts)
             print(step, done.stdout.strip().splitlines()[-2:])
         # Every frontend replaced, one at a time (the same model: training a new one here would
-        # add minutes and nothing to the rollout; the runbook's "Ship a new model" trains one).
+        # add minutes and nothing to the rollout; test_bots.py rolls out a new one under load).
         planned = steps_of("rollout", hosts=hosts)
         assert planned[-1]["action"] == "check-model"  # the run fails unless all share one model
         assert steps_of("rollout", hosts=hosts, dry_run=False) == planned
