@@ -58,14 +58,12 @@ def wait_for_stores() -> None:
             try:
                 socket.create_connection((host, int(port)), timeout=2).close()
                 break
-            except (
-                OSError
-            ) as error:  # not resolved yet (Swarm lists a task once it runs), or refused
+            # Not resolved yet (Swarm's DNS lists a task once it runs), or refused.
+            except OSError as error:
                 if time.monotonic() - reported >= 10:
                     reported = time.monotonic()
-                    print(
-                        f"waiting for {address} for {reported - started:.0f}s: {error}", flush=True
-                    )
+                    waited = reported - started
+                    print(f"waiting for {address} for {waited:.0f}s: {error}", flush=True)
                 time.sleep(1)
 
 
