@@ -56,8 +56,8 @@ def read(chunks: Collection, sender: str, start: int = 0) -> Events:
 
 class MovedOn(Exception):
     """The conversation went on past where a save's writer read it: nothing of the save was
-    written (of its first chunk's events, when it spans two and another writer started the
-    second meanwhile, which takes two writers at once: a lock store that does not lock)."""
+    written, unless it spans two chunks and another writer started the second meanwhile (two
+    writers at once: a lock store that does not lock); then its first chunk's events were."""
 
     def __init__(self, sender: str, position: int):
         super().__init__(f"the conversation of '{sender}' holds more than the {position} events its writer read")
