@@ -21,7 +21,7 @@ python -m pytest --tracker postgres tests/e2e/test_backup.py \
 # The end-to-end suite again, on three test hosts deployed over ssh:// (tests/testhosts.py).
 # They stay up, with the images shipped to them, for the swarm run, which takes them down.
 SYRCAD_KEEP_TEST_HOSTS=1 python -m pytest tests/e2e --layout hosts "$@"
-# The same three hosts as one swarm (engine: swarm): its own cluster and tests.
+# The same three hosts as one swarm: its own cluster, brought up under compose and switched.
 python -m pytest tests/e2e/test_swarm.py --layout swarm "$@"
 # Two bots (English, German) behind one entry point, on this machine: its own cluster and tests.
 python -m pytest tests/e2e/test_bots.py --layout bots "$@"

@@ -59,12 +59,13 @@ class Agent:
 
 
 @contextmanager
-def running_agent(marks: Path, port: int, *server: str) -> Iterator[Agent]:
+def running_agent(marks: Path, port: int, *server: str, stores: str = "") -> Iterator[Agent]:
     environment = {
         **os.environ,
         "SYRCAD_AGENT_PORT": str(port),
         "SYRCAD_LEAVE_LBS_S": "0.5",
         "SYRCAD_BREAKER_MARKS": str(marks),
+        "SYRCAD_WAIT_FOR": stores,
     }
     process = subprocess.Popen([sys.executable, str(AGENT), *server], env=environment)
     try:
@@ -105,6 +106,21 @@ def test_drain_while_a_live_process_has_its_breaker_open(agent: Agent) -> None:
     ended.wait()
     (agent.marks / str(ended.pid)).touch()
     assert agent.answer() == "ready", "a process that ended with its breaker open still counts"
+
+
+def test_drain_while_a_store_takes_no_connection(tmp_path: Path) -> None:
+    """A frontend whose host's link returns took no turns while it was cut off, so its breaker
+    is closed: its agent says "ready" only while its stores take a connection."""
+    sleeping = (sys.executable, "-c", "import time; time.sleep(60)")
+    store = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{store.getsockname()[1]}"
+    with running_agent(tmp_path / "breakers", free_port(), *sleeping, stores=address) as agent:
+        assert agent.answer() == "ready"
+        store.close()
+        assert agent.answer_soon("drain", within_s=5) == "drain"
+        store = socket.create_server(("127.0.0.1", int(address.rsplit(":", 1)[1])))
+        assert agent.answer_soon("ready", within_s=5) == "ready"
+    store.close()
 
 
 def load_breaker(marks: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:

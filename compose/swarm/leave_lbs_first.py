@@ -12,10 +12,17 @@ that reach their stores. When none does, the LBs answer 503 `no_replica` themsel
 
 A frontend starts its command only once each store in SYRCAD_WAIT_FOR (`name:port ...`)
 takes a connection: the stack's tasks start together, and Rasa exits when its tracker store does
-not answer within seconds of loading its model, which it would then load again.
+not answer within seconds of loading its model, which it would then load again. From then on it
+answers "drain" while a store takes no connection (checked every STORE_CHECK_EVERY_S). Its
+breaker opens only once a turn fails: a frontend whose host was cut off took no turns meanwhile,
+and when the link returns Swarm's DNS lists it again with its breaker closed, while its own
+network may not reach the stores yet (turns sent to it failed with 503s in the e2e host cut).
 
     python leave_lbs_first.py COMMAND...
 """
+
+# The Rasa image runs Python 3.9: annotations as `X | None` must not be evaluated.
+from __future__ import annotations
 
 import contextlib
 import os
@@ -29,7 +36,12 @@ import time
 AGENT_PORT = int(os.environ["SYRCAD_AGENT_PORT"])
 LEAVE_LBS_S = float(os.environ.get("SYRCAD_LEAVE_LBS_S", "5"))
 BREAKER_MARKS = os.environ.get("SYRCAD_BREAKER_MARKS")
+STORES = os.environ.get("SYRCAD_WAIT_FOR", "").split()
+STORE_CHECK_EVERY_S = 1.0
+# A store answers a connection within milliseconds; a host that is cut off, never.
+STORE_CONNECT_TIMEOUT_S = 1.0
 stopping = threading.Event()
+stores_reached = threading.Event()
 
 
 def refusing_turns() -> bool:
@@ -44,27 +56,42 @@ def agent() -> None:
         while True:
             connection, _ = listening.accept()
             with connection:
-                draining = stopping.is_set() or refusing_turns()
+                draining = stopping.is_set() or refusing_turns() or not stores_reached.is_set()
                 # An LB that gave up on this check asks again: keep answering.
                 with contextlib.suppress(OSError):
                     connection.sendall(b"drain\n" if draining else b"ready\n")
 
 
+def unreached(address: str) -> OSError | None:
+    """Why the store at `address` (`name:port`) took no connection, or None if it took one."""
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=STORE_CONNECT_TIMEOUT_S).close()
+        return None
+    # Not resolved yet (Swarm's DNS lists a task once it runs), refused, or no answer.
+    except OSError as error:
+        return error
+
+
 def wait_for_stores() -> None:
-    for address in os.environ.get("SYRCAD_WAIT_FOR", "").split():
-        host, port = address.rsplit(":", 1)
+    for address in STORES:
         started = reported = time.monotonic()
-        while True:
-            try:
-                socket.create_connection((host, int(port)), timeout=2).close()
-                break
-            # Not resolved yet (Swarm's DNS lists a task once it runs), or refused.
-            except OSError as error:
-                if time.monotonic() - reported >= 10:
-                    reported = time.monotonic()
-                    waited = reported - started
-                    print(f"waiting for {address} for {waited:.0f}s: {error}", flush=True)
-                time.sleep(1)
+        while error := unreached(address):
+            if time.monotonic() - reported >= 10:
+                reported = time.monotonic()
+                waited = reported - started
+                print(f"waiting for {address} for {waited:.0f}s: {error}", flush=True)
+            time.sleep(1)
+    stores_reached.set()
+
+
+def watch_stores() -> None:
+    while True:
+        time.sleep(STORE_CHECK_EVERY_S)
+        if any(unreached(address) for address in STORES):
+            stores_reached.clear()
+        else:
+            stores_reached.set()
 
 
 def stop(signum: int, _frame: object) -> None:
@@ -80,5 +107,6 @@ server = subprocess.Popen(sys.argv[1:])
 signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)
 threading.Thread(target=agent, daemon=True).start()
+threading.Thread(target=watch_stores, daemon=True).start()
 status = server.wait()
 sys.exit(128 - status if status < 0 else status)  # killed by signal N: 128 + N, as a shell says

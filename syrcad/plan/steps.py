@@ -445,7 +445,7 @@ def swarm_scale(
     given = {service: len(old.of(service)) for service in counts}
     for service, count in counts.items():
         hosts = len(cluster.hosts_with(service))
-        for replicas in swarm.scale_up_steps(old, service, hosts, count):
+        for replicas in swarm.scale_up_steps(given[service], hosts, count):
             given[service] = replicas
             held = " ".join(f"{s}={n}" for s, n in given.items())
             steps += [

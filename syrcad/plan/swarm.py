@@ -50,12 +50,11 @@ def store_addresses(placement: Placement) -> tuple[str, ...]:
     )
 
 
-def scale_up_steps(placement: Placement, service: Service, hosts: int, replicas: int) -> list[int]:
-    """The replica counts a scale-up of `service` goes through: one more task per host at a
-    time (Swarm spreads them), each step once the last has turned healthy. All at once, the new
+def scale_up_steps(running: int, hosts: int, replicas: int) -> list[int]:
+    """The replica counts a scale-up from `running` tasks goes through: one more task per host at
+    a time (Swarm spreads them), each step once the last has turned healthy. All at once, the new
     frontends load their models side by side with the ones serving, on the same cores: on a
     small host none turns healthy within its start period, and Swarm kills and starts them again."""
-    running = len(placement.of(service))
     step = max(hosts, 1)
     return [*range(running + step, replicas, step), replicas] if replicas > running else [replicas]
 

@@ -305,6 +305,9 @@ class PostgresTrackers:
         )
         return len(senders) * copies
 
+    def empty(self) -> None:
+        self._psql("DELETE FROM events")
+
     def _psql(self, query: str, *options: str) -> str:
         psql = ["psql", "-X", "-At", *options, "-U", "rasa", "-d", "rasa", "-c", query]
         return str(self.engine.container.execute(self.container, psql) or "")

@@ -79,8 +79,11 @@ def test_scale_and_rollout_under_load(cluster: E2ECluster, tmp_path: Path) -> No
         for step in [("frontend=2",), ("action=3",), ("action=2",)]:
             done = syrcad("scale", *step, "--hosts", hosts)
             print(step, done.stdout.strip().splitlines()[-2:])
-        # Every frontend replaced, one at a time (the same model: training a new one here would
-        # add minutes and nothing to the rollout; test_bots.py rolls out a new one under load).
+        # Every action server, then every frontend, replaced one at a time, as the runbook's
+        # "After upgrading syrcad" does (the same model: training a new one here would add
+        # minutes and nothing to the rollout; test_bots.py rolls out a new one under load).
+        done = syrcad("rollout", "--service", "action", "--hosts", hosts)
+        print("rollout --service action", done.stdout.strip().splitlines()[-2:])
         planned = steps_of("rollout", hosts=hosts)
         assert planned[-1]["action"] == "check-model"  # the run fails unless all share one model
         assert steps_of("rollout", hosts=hosts, dry_run=False) == planned

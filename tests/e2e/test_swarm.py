@@ -2,19 +2,21 @@
 
 Swarm schedules the frontends and action servers on node1 and node2 and replaces those of a
 lost host by itself; the LBs (one per LB host) follow the tasks in Swarm's DNS without a reload.
-One cluster for these tests, taken down by test_down; then the same hosts run a cluster under
-compose, switched to Swarm.
+One cluster for these tests, taken down by test_down: brought up under compose, a conversation
+begun, then switched to Swarm, as an operator who outgrows hand placement does.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -38,22 +40,55 @@ pytestmark = [pytest.mark.e2e, pytest.mark.swarm_layout]
 
 # Swarm calls a node down after missing its heartbeats (5 s period, 3 misses by default).
 NODE_LOSS_DETECTED_WITHIN_S = 20
+# How long after its return an LB host may take to run its LBs again.
+LBS_BACK_WITHIN_S = 120
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Switched:
+    cluster: E2ECluster
+    sender: str  # began a booking under compose
+
+
 @pytest.fixture(scope="module")
-def swarm(tmp_path_factory: pytest.TempPathFactory, layout: Layout) -> Iterator[E2ECluster]:
+def switched(tmp_path_factory: pytest.TempPathFactory, layout: Layout) -> Iterator[Switched]:
+    """The hosts first run `engine: compose` and a booking is begun; then hosts.yml says
+    `engine: swarm` and `up` switches them, keeping the stores' volumes."""
     syrcad("images", "build")
     hosts_file = write_hosts_file(tmp_path_factory.mktemp("swarm"), layout)
-    started = time.monotonic()
-    try:
+    under_swarm = yaml.safe_load(hosts_file.read_text(encoding="utf-8"))
+    # What the switch keeps is the stores' data: one replica of each carries the conversation,
+    # and two full clusters' boots on two cores would take minutes more.
+    under_compose = copy.deepcopy(under_swarm)
+    for service in ("frontend", "action"):
+        under_compose["services"][service]["replicas"] = 1
+    under_compose["monitoring"]["prometheus"] = False
+
+    def up(document: dict[str, Any], engine: str) -> E2ECluster:
+        hosts_file.write_text(
+            yaml.safe_dump({**document, "engine": engine}, sort_keys=False), encoding="utf-8"
+        )
+        started = time.monotonic()
         syrcad("up", "--hosts", str(hosts_file))
-        print(f"\nswarm cluster up from nothing in {time.monotonic() - started:.0f} s")
+        print(f"\nengine: {engine} up in {time.monotonic() - started:.0f} s")
         secrets = read(secrets_path(hosts_file))
         assert secrets is not None
-        yield E2ECluster(hosts_file, secrets, layout, prepare(hosts_file))
+        return E2ECluster(hosts_file, secrets, layout, prepare(hosts_file))
+
+    sender = new_sender()
+    try:
+        assert up(under_compose, "compose").texts(sender, "book a table") == [
+            "Which cuisine would you like?"
+        ]
+        yield Switched(up(under_swarm, "swarm"), sender)
     finally:
         syrcad("down", "--volumes", "--leave", "--hosts", str(hosts_file), check=False)
+
+
+@pytest.fixture(scope="module")
+def swarm(switched: Switched) -> E2ECluster:
+    return switched.cluster
 
 
 def manager(cluster: E2ECluster) -> DockerClient:
@@ -91,6 +126,11 @@ def up_in_lbs(cluster: E2ECluster, host: str = "node1") -> dict[str, int]:
         backend = BALANCED[service][0].name
         counts[service] = sum(1 for (px, _), s in found.items() if px == backend and s == "UP")
     return counts
+
+
+def lb_nodes_running(cluster: E2ECluster) -> dict[str, set[str]]:
+    """LB service → the nodes where a task of it runs."""
+    return {s: set(tasks_running(cluster, s).values()) for s in ("lb", "action-lb")}
 
 
 def lb_server_changes(cluster: E2ECluster, since: datetime) -> list[str]:
@@ -131,7 +171,20 @@ def test_up_without_a_model_touches_nothing(tmp_path: Path, layout: Layout) -> N
         assert DockerClient(host=url).system.info().swarm.local_node_state == "inactive", name
 
 
-def test_up_from_nothing_serves_a_booking_and_seals_the_api(swarm: E2ECluster) -> None:
+def test_a_conversation_begun_under_compose_goes_on_under_swarm(
+    switched: Switched, layout: Layout
+) -> None:
+    """It goes on from the same Mongo volume, and nothing of compose's is left running."""
+    under_swarm, sender = switched.cluster, switched.sender
+    assert under_swarm.texts(sender, "greek") == ["For how many people?"]
+    assert under_swarm.user_texts(sender) == ["book a table", "greek"]
+    project = ("label", f"com.docker.compose.project={under_swarm.deployment.cluster.name}")
+    for name, url in layout.engines.items():
+        left = DockerClient(host=url).container.list(all=True, filters=[project])
+        assert left == [], (name, [c.name for c in left])
+
+
+def test_up_serves_a_booking_and_seals_the_api(swarm: E2ECluster) -> None:
     sender = new_sender()
     assert swarm.texts(sender, "book a table") == ["Which cuisine would you like?"]
     assert swarm.texts(sender, "greek") == ["For how many people?"]
@@ -203,34 +256,6 @@ def test_top_shows_each_task_where_swarm_runs_it(swarm: E2ECluster) -> None:
     assert all(s["reachable"] and s["rtt_ms"] is not None for s in stores.values()), stores
 
 
-def test_scale_and_rollout_under_load_without_an_lb_reload(swarm: E2ECluster) -> None:
-    hosts = str(swarm.hosts_file)
-    lbs_before = {**tasks_running(swarm, "lb"), **tasks_running(swarm, "action-lb")}
-    driver = Driver(swarm.public, workers=3).start()
-    try:
-        time.sleep(5)
-        for count in (6, 2):
-            started = time.monotonic()
-            syrcad("scale", f"frontend={count}", "--hosts", hosts)
-            print(f"\nscale frontend={count}: done in {time.monotonic() - started:.0f} s")
-            assert len(tasks_running(swarm, "frontend")) == count
-            assert up_in_lbs(swarm)["frontend"] == count
-        started = time.monotonic()
-        rolled = syrcad("rollout", "--hosts", hosts).stdout
-        print(f"rollout: done in {time.monotonic() - started:.0f} s")
-        assert "every frontend runs model" in rolled
-        time.sleep(5)
-    finally:
-        driver.stop()
-    sent = sum(len(m) for m in driver.sent.values())
-    print(f"{sent} messages sent, {len(driver.failures)} failed")
-    assert driver.failures == []
-    assert sent > 50
-    assert driver.lost_or_reordered(swarm.trackers()) == []
-    # No LB was restarted or reloaded: the same tasks, each found its servers in Swarm's DNS.
-    assert {**tasks_running(swarm, "lb"), **tasks_running(swarm, "action-lb")} == lbs_before
-
-
 def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
     """node2's link is cut under load: Swarm starts its frontend and action server on node1;
     its return changes nothing that serves."""
@@ -243,8 +268,8 @@ def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
     )
     wanted = {"frontend": 2, "action": 2}
     if node2_id not in tasks_running(swarm, "frontend").values():
-        # Scaling down ends the tasks Swarm picks, whatever their nodes: the scale test before
-        # this one can leave both frontends on node1. A forced update places them anew, spread.
+        # Swarm spreads a service's tasks over its nodes, but a node that was slow to take one
+        # can leave both frontends on node1. A forced update places them anew, spread.
         manager(swarm).service.update("e2e_frontend", force=True, quiet=True)
         deadline = time.monotonic() + 300
         while not (
@@ -253,6 +278,7 @@ def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
             assert time.monotonic() < deadline, "the frontends were not spread over node1 and node2"
             time.sleep(2)
     before = tasks_running(swarm, "frontend")
+    lb_nodes = lb_nodes_running(swarm)
     logged_since = datetime.now(UTC) - timedelta(seconds=5)
     driver = Driver(swarm.public, workers=3, think_s=0.1, send_again=True).start()
     try:
@@ -276,6 +302,11 @@ def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
         serving = tasks_running(swarm, "frontend")
         time.sleep(30)  # node2 returns: its old tasks are shut down, nothing moves back
         after_return = tasks_running(swarm, "frontend")
+        # node2's LBs (a task per LB host) run again once the managers hear from it; under
+        # load, so that a request they fail would show.
+        while lb_nodes_running(swarm) != lb_nodes and time.monotonic() - back < LBS_BACK_WITHIN_S:
+            time.sleep(2)
+        lbs_back = time.monotonic() - back
     finally:
         driver.stop()
     changes = lb_server_changes(swarm, logged_since)
@@ -296,6 +327,8 @@ def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
     )
     assert 0 < replaced <= detected + boot + 10
     assert after_return == serving
+    print(f"node2's LBs ran again {lbs_back:.0f} s after its return")
+    assert lb_nodes_running(swarm) == lb_nodes
     # Requests under way on node2's frontend are sent to node1's by the LB, with their ids, once
     # it finds node2 gone (TCP keepalive): none fails. A call under way on node2's action server
     # is cut once the action LB marks it DOWN: the booking action is not idempotent, so its
@@ -316,9 +349,10 @@ def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
     )
     # When node2 returns, Swarm's DNS lists its old frontend again until Swarm stops it, and
     # HAProxy takes a server whose address comes back out of MAINT straight to UP. That frontend
-    # was cut off from the stores, and its breaker refuses turns until its probes get an answer:
-    # the LBs keep it drained until its agent says "ready" (drained_until_ready.lua). Nothing
-    # sent after the return fails.
+    # was cut off from the stores, and may not reach them yet: the LBs keep it drained until its
+    # agent says "ready" (drained_until_ready.lua), which it says only once its stores take a
+    # connection and its breaker is closed (leave_lbs_first.py). Nothing sent after the return
+    # fails.
     after = [f for f in driver.failures if f.sent_at >= back]
     print(f"{len(after)} failed after the return")
     for failure in after:
@@ -334,6 +368,34 @@ def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
     assert problems == [], problems[:5]
 
 
+def test_scale_and_rollout_under_load_without_an_lb_reload(swarm: E2ECluster) -> None:
+    hosts = str(swarm.hosts_file)
+    lbs_before = {**tasks_running(swarm, "lb"), **tasks_running(swarm, "action-lb")}
+    driver = Driver(swarm.public, workers=3).start()
+    try:
+        time.sleep(5)
+        for count in (4, 2):
+            started = time.monotonic()
+            syrcad("scale", f"frontend={count}", "--hosts", hosts)
+            print(f"\nscale frontend={count}: done in {time.monotonic() - started:.0f} s")
+            assert len(tasks_running(swarm, "frontend")) == count
+            assert up_in_lbs(swarm)["frontend"] == count
+        started = time.monotonic()
+        rolled = syrcad("rollout", "--hosts", hosts).stdout
+        print(f"rollout: done in {time.monotonic() - started:.0f} s")
+        assert "every frontend runs model" in rolled
+        time.sleep(5)
+    finally:
+        driver.stop()
+    sent = sum(len(m) for m in driver.sent.values())
+    print(f"{sent} messages sent, {len(driver.failures)} failed")
+    assert driver.failures == []
+    assert sent > 50
+    assert driver.lost_or_reordered(swarm.trackers()) == []
+    # No LB was restarted or reloaded: the same tasks, each found its servers in Swarm's DNS.
+    assert {**tasks_running(swarm, "lb"), **tasks_running(swarm, "action-lb")} == lbs_before
+
+
 def test_down_leaves_no_service_network_or_swarm(swarm: E2ECluster) -> None:
     syrcad("down", "--volumes", "--leave", "--hosts", str(swarm.hosts_file))
     for name, url in swarm.layout.engines.items():
@@ -342,43 +404,3 @@ def test_down_leaves_no_service_network_or_swarm(swarm: E2ECluster) -> None:
         assert [c.name for c in docker.container.list(all=True)] == [], name
         assert [n.name for n in docker.network.list() if n.name.startswith("e2e")] == [], name
         assert [v.name for v in docker.volume.list() if v.name.startswith("e2e")] == [], name
-
-
-def test_switching_from_compose_keeps_the_conversations(
-    tmp_path_factory: pytest.TempPathFactory, layout: Layout
-) -> None:
-    """The same hosts, first with `engine: compose`, then switched to `engine: swarm`: a
-    conversation begun under compose goes on under Swarm, from the same Mongo volume, and
-    nothing of compose's is left running."""
-    hosts_file = write_hosts_file(tmp_path_factory.mktemp("switch"), layout)
-    document = yaml.safe_load(hosts_file.read_text(encoding="utf-8"))
-    # What the switch keeps is the stores' data: one replica of each is enough to carry the
-    # conversation, and two full clusters' boots on two cores would take minutes more.
-    for service in ("frontend", "action"):
-        document["services"][service]["replicas"] = 1
-    document["monitoring"]["prometheus"] = False
-
-    def engine(name: str) -> E2ECluster:
-        hosts_file.write_text(
-            yaml.safe_dump({**document, "engine": name}, sort_keys=False), encoding="utf-8"
-        )
-        started = time.monotonic()
-        syrcad("up", "--hosts", str(hosts_file))
-        print(f"\nengine: {name} up in {time.monotonic() - started:.0f} s")
-        secrets = read(secrets_path(hosts_file))
-        assert secrets is not None
-        return E2ECluster(hosts_file, secrets, layout, prepare(hosts_file))
-
-    sender = new_sender()
-    try:
-        under_compose = engine("compose")
-        assert under_compose.texts(sender, "book a table") == ["Which cuisine would you like?"]
-        under_swarm = engine("swarm")
-        assert under_swarm.texts(sender, "greek") == ["For how many people?"]
-        assert under_swarm.user_texts(sender) == ["book a table", "greek"]
-        for name, url in layout.engines.items():
-            project = ("label", f"com.docker.compose.project={document['name']}")
-            left = DockerClient(host=url).container.list(all=True, filters=[project])
-            assert left == [], (name, [c.name for c in left])
-    finally:
-        syrcad("down", "--volumes", "--leave", "--hosts", str(hosts_file), check=False)
