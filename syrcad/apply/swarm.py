@@ -141,8 +141,8 @@ def compose_containers(host: HostHandle) -> list[str]:
 
 
 def stop_compose(host: HostHandle) -> list[str]:
-    """The cluster's containers that compose started on `host`, removed (volumes kept): the
-    switch from engine compose. Returns their names."""
+    """The cluster's containers that compose started on `host`, removed, then its networks
+    (volumes kept): the switch from engine compose. Returns the containers' names."""
     label = f"{COMPOSE_PROJECT_LABEL}={host.project}"
 
     def remove(d: DockerClient) -> list[str]:
@@ -150,9 +150,12 @@ def stop_compose(host: HostHandle) -> list[str]:
         names = [c.name for c in found]  # inspected now: a removed container cannot be
         if found:
             d.container.remove(found, force=True)
+        # Once their containers are gone: a network with a container attached stays.
+        for network in d.network.list(filters={"label": label}):
+            d.network.remove(network)
         return names
 
-    return host.run("remove the containers compose ran", remove)
+    return host.run("remove the containers and networks compose ran", remove)
 
 
 def deploy(dep: Deployment) -> None:

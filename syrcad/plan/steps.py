@@ -51,7 +51,7 @@ Action = Literal[
     "init-swarm",  # the host founds the swarm
     "join-swarm",  # the host joins it (note: manager or worker)
     "label-nodes",  # each host's node labelled with its name and roles (names: hosts)
-    "stop-compose",  # remove the containers compose ran there (volumes kept): engine switched
+    "stop-compose",  # engine switched: compose's containers and networks there removed, volumes kept
     "deploy-stack",  # docker stack deploy of the rendered stack (names: its services)
     "wait-converged",  # every service at its task count, healthy, and UP in every LB
     "scale-service",  # a service's replica count (names: the service; note: the count)

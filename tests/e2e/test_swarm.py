@@ -174,14 +174,17 @@ def test_up_without_a_model_touches_nothing(tmp_path: Path, layout: Layout) -> N
 def test_a_conversation_begun_under_compose_goes_on_under_swarm(
     switched: Switched, layout: Layout
 ) -> None:
-    """It goes on from the same Mongo volume, and nothing of compose's is left running."""
+    """It goes on from the same Mongo volume, and nothing of compose's is left: no container,
+    no network."""
     under_swarm, sender = switched.cluster, switched.sender
     assert under_swarm.texts(sender, "greek") == ["For how many people?"]
     assert under_swarm.user_texts(sender) == ["book a table", "greek"]
-    project = ("label", f"com.docker.compose.project={under_swarm.deployment.cluster.name}")
+    project = f"com.docker.compose.project={under_swarm.deployment.cluster.name}"
     for name, url in layout.engines.items():
-        left = DockerClient(host=url).container.list(all=True, filters=[project])
+        docker = DockerClient(host=url)
+        left = docker.container.list(all=True, filters=[("label", project)])
         assert left == [], (name, [c.name for c in left])
+        assert docker.network.list(filters={"label": project}) == [], name
 
 
 def test_up_serves_a_booking_and_seals_the_api(swarm: E2ECluster) -> None:
