@@ -239,6 +239,12 @@ def test_a_store_host_cut_is_answered_with_503s_and_served_again_after(
         f"{max((e.took_s for e in sent_once_open), default=0):.2f}s once the breakers were open; "
         f"served again {served_again:.1f}s after the link returned"
     )
+    after_return = [e for e in prober.exchanges if e.sent_at > back]
+    outcomes = sorted(
+        {f"{e.status} {(e.failure or {}).get('error', e.error)}" for e in after_return if e.failed}
+    )
+    print(f"probes sent after the return: {len(after_return)}, failed with {outcomes}")
+    # Before the assertions, so that the tests after this one find redis-1 the primary again.
     promote(cluster, "redis-1")
     assert len(sent_once_open) >= 10, "too few probes sent once the breakers were open"
     served = [e for e in driver.exchanges + sent_in_cut if cut + 1 < e.sent_at < back]
@@ -251,10 +257,6 @@ def test_a_store_host_cut_is_answered_with_503s_and_served_again_after(
     # At once, but a message may still wait in the LB's queue for a turn sent into the cut.
     assert all(e.took_s < 2 for e in sent_once_open), sent_once_open[:5]
     assert not any(e.empty_200 for e in driver.exchanges)
-    after_return = [e for e in prober.exchanges if e.sent_at > back]
-    outcomes = sorted(
-        {f"{e.status} {(e.failure or {}).get('error', e.error)}" for e in after_return if e.failed}
-    )
     assert served_again < 5, f"{served_again}: probes sent after the return got {outcomes}"
     # The old primary, back, answers a frontend's old connection once more before the Sentinels
     # demote it: that message is refused too (503), and sent again.
