@@ -151,7 +151,7 @@ def stop_compose(host: HostHandle) -> list[str]:
         if found:
             d.container.remove(found, force=True)
         # Once their containers are gone: a network with a container attached stays.
-        for network in d.network.list(filters={"label": label}):
+        for network in d.network.list(filters=[("label", label)]):
             d.network.remove(network)
         return names
 
@@ -209,7 +209,7 @@ def remove(dep: Deployment, timeout: float) -> None:
     while time.monotonic() < deadline:
         left = boss.run(
             "list what the stack left",
-            lambda d: d.network.list(filters={"label": f"{STACK_LABEL}={name}"}),
+            lambda d: d.network.list(filters=[("label", f"{STACK_LABEL}={name}")]),
         )
         if not left:
             return

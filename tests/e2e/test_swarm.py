@@ -184,7 +184,7 @@ def test_a_conversation_begun_under_compose_goes_on_under_swarm(
         docker = DockerClient(host=url)
         left = docker.container.list(all=True, filters=[("label", project)])
         assert left == [], (name, [c.name for c in left])
-        assert docker.network.list(filters={"label": project}) == [], name
+        assert docker.network.list(filters=[("label", project)]) == [], name
 
 
 def test_up_serves_a_booking_and_seals_the_api(swarm: E2ECluster) -> None:
