@@ -80,10 +80,12 @@ def running_agent(marks: Path, port: int, *server: str, stores: str = "") -> Ite
             process.wait()
 
 
+SLEEPING = (sys.executable, "-c", "import time; time.sleep(60)")  # the server under the agent
+
+
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[Agent]:
-    sleeping = (sys.executable, "-c", "import time; time.sleep(60)")
-    with running_agent(tmp_path / "breakers", free_port(), *sleeping) as started:
+    with running_agent(tmp_path / "breakers", free_port(), *SLEEPING) as started:
         yield started
 
 
@@ -111,14 +113,15 @@ def test_drain_while_a_live_process_has_its_breaker_open(agent: Agent) -> None:
 def test_drain_while_a_store_takes_no_connection(tmp_path: Path) -> None:
     """A frontend whose host's link returns took no turns while it was cut off, so its breaker
     is closed: its agent says "ready" only while its stores take a connection."""
-    sleeping = (sys.executable, "-c", "import time; time.sleep(60)")
     store = socket.create_server(("127.0.0.1", 0))
-    address = f"127.0.0.1:{store.getsockname()[1]}"
-    with running_agent(tmp_path / "breakers", free_port(), *sleeping, stores=address) as agent:
+    port = store.getsockname()[1]
+    with running_agent(
+        tmp_path / "breakers", free_port(), *SLEEPING, stores=f"127.0.0.1:{port}"
+    ) as agent:
         assert agent.answer() == "ready"
         store.close()
         assert agent.answer_soon("drain", within_s=5) == "drain"
-        store = socket.create_server(("127.0.0.1", int(address.rsplit(":", 1)[1])))
+        store = socket.create_server(("127.0.0.1", port))
         assert agent.answer_soon("ready", within_s=5) == "ready"
     store.close()
 

@@ -81,7 +81,7 @@ def wait_for_stores() -> None:
                 reported = time.monotonic()
                 waited = reported - started
                 print(f"waiting for {address} for {waited:.0f}s: {error}", flush=True)
-            time.sleep(1)
+            time.sleep(STORE_CHECK_EVERY_S)
     stores_reached.set()
 
 
