@@ -336,6 +336,13 @@ class E2ECluster:
     layout: Layout
     deployment: Deployment
 
+    @classmethod
+    def of(cls, hosts_file: Path, layout: Layout) -> E2ECluster:
+        """The cluster `hosts_file` describes, once `up` has written its secrets."""
+        secrets = read(secrets_path(hosts_file))
+        assert secrets is not None
+        return cls(hosts_file, secrets, layout, prepare(hosts_file))
+
     def address_of(self, replica: str) -> str:
         """The address of the host that runs `replica` (lb-1, mongo-1, frontend-2, …)."""
         return self.deployment.hosts[self.host_of(replica)].address
@@ -596,9 +603,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, layout: Layout) -> Iterato
     try:  # a failed `up` is taken down too
         syrcad("up", "--hosts", str(hosts_file))
         print(f"\ne2e cluster ({layout.name} layout) up in {time.monotonic() - started:.0f} s")
-        secrets = read(secrets_path(hosts_file))
-        assert secrets is not None
-        running = E2ECluster(hosts_file, secrets, layout, prepare(hosts_file))
+        running = E2ECluster.of(hosts_file, layout)
+        secrets = running.secrets  # the first ones: a rotation replaces running.secrets
         yield running
         assert_secrets_never_shown(running, secrets)
         assert_secrets_never_shown(running, running.secrets)  # after a rotation, the new ones too

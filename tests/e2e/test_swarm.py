@@ -25,9 +25,7 @@ from python_on_whales import DockerClient
 from python_on_whales.exceptions import DockerException
 
 from syrcad.apply import facts
-from syrcad.apply.deployment import prepare
 from syrcad.apply.swarm import electing
-from syrcad.config.secrets import read, secrets_path
 from syrcad.plan import readiness
 from syrcad.plan.placement import BALANCED
 
@@ -72,9 +70,7 @@ def switched(tmp_path_factory: pytest.TempPathFactory, layout: Layout) -> Iterat
         started = time.monotonic()
         syrcad("up", "--hosts", str(hosts_file))
         print(f"\nengine: {engine} up in {time.monotonic() - started:.0f} s")
-        secrets = read(secrets_path(hosts_file))
-        assert secrets is not None
-        return E2ECluster(hosts_file, secrets, layout, prepare(hosts_file))
+        return E2ECluster.of(hosts_file, layout)
 
     sender = new_sender()
     try:
