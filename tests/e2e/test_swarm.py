@@ -3,7 +3,8 @@
 Swarm schedules the frontends and action servers on node1 and node2 and replaces those of a
 lost host by itself; the LBs (one per LB host) follow the tasks in Swarm's DNS without a reload.
 One cluster for these tests, taken down by test_down: brought up under compose, a conversation
-begun, then switched to Swarm, as an operator who outgrows hand placement does.
+begun, then switched to Swarm, as an operator who outgrows hand placement does. The last test
+brings a small one up from nothing, with no swarm and no volume left.
 """
 
 from __future__ import annotations
@@ -58,10 +59,7 @@ def switched(tmp_path_factory: pytest.TempPathFactory, layout: Layout) -> Iterat
     under_swarm = yaml.safe_load(hosts_file.read_text(encoding="utf-8"))
     # What the switch keeps is the stores' data: one replica of each carries the conversation,
     # and two full clusters' boots on two cores would take minutes more.
-    under_compose = copy.deepcopy(under_swarm)
-    for service in ("frontend", "action"):
-        under_compose["services"][service]["replicas"] = 1
-    under_compose["monitoring"]["prometheus"] = False
+    under_compose = smallest(under_swarm)
 
     def up(document: dict[str, Any], engine: str) -> E2ECluster:
         hosts_file.write_text(
@@ -80,6 +78,16 @@ def switched(tmp_path_factory: pytest.TempPathFactory, layout: Layout) -> Iterat
         yield Switched(up(under_swarm, "swarm"), sender)
     finally:
         syrcad("down", "--volumes", "--leave", "--hosts", str(hosts_file), check=False)
+
+
+def smallest(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` with one frontend, one action server and no Prometheus: the quickest cluster
+    that still serves a booking."""
+    smaller = copy.deepcopy(document)
+    for service in ("frontend", "action"):
+        smaller["services"][service]["replicas"] = 1
+    smaller["monitoring"]["prometheus"] = False
+    return smaller
 
 
 @pytest.fixture(scope="module")
@@ -183,17 +191,31 @@ def test_a_conversation_begun_under_compose_goes_on_under_swarm(
         assert docker.network.list(filters=[("label", project)]) == [], name
 
 
-def test_up_serves_a_booking_and_seals_the_api(swarm: E2ECluster) -> None:
+def serves_a_booking_behind_a_sealed_api(cluster: E2ECluster) -> None:
     sender = new_sender()
-    assert swarm.texts(sender, "book a table") == ["Which cuisine would you like?"]
-    assert swarm.texts(sender, "greek") == ["For how many people?"]
-    assert swarm.texts(sender, "7")[0].startswith("Booked: a table for 7 (greek cuisine).")
-    assert swarm.user_texts(sender) == ["book a table", "greek", "7"]
+    assert cluster.texts(sender, "book a table") == ["Which cuisine would you like?"]
+    assert cluster.texts(sender, "greek") == ["For how many people?"]
+    assert cluster.texts(sender, "7")[0].startswith("Booked: a table for 7 (greek cuisine).")
+    assert cluster.user_texts(sender) == ["book a table", "greek", "7"]
     # The public port serves the channels only; the Rasa API needs the internal port and token.
-    refused = requests.get(f"{swarm.public}/conversations/{sender}/tracker", timeout=10)
+    refused = requests.get(f"{cluster.public}/conversations/{sender}/tracker", timeout=10)
     assert refused.status_code == 403
-    untokened = requests.get(f"{swarm.api}/conversations/{sender}/tracker", timeout=10)
+    untokened = requests.get(f"{cluster.api}/conversations/{sender}/tracker", timeout=10)
     assert untokened.status_code == 401
+
+
+def down_leaves_nothing(cluster: E2ECluster) -> None:
+    syrcad("down", "--volumes", "--leave", "--hosts", str(cluster.hosts_file))
+    for name, url in cluster.layout.engines.items():
+        docker = DockerClient(host=url)
+        assert docker.system.info().swarm.local_node_state == "inactive", name
+        assert [c.name for c in docker.container.list(all=True)] == [], name
+        assert [n.name for n in docker.network.list() if n.name.startswith("e2e")] == [], name
+        assert [v.name for v in docker.volume.list() if v.name.startswith("e2e")] == [], name
+
+
+def test_up_serves_a_booking_and_seals_the_api(swarm: E2ECluster) -> None:
+    serves_a_booking_behind_a_sealed_api(swarm)
     status = json.loads(syrcad("status", "--json", "--hosts", str(swarm.hosts_file)).stdout)
     assert status["engine"] == "swarm"
     running = sorted(r["service"] for r in status["replicas"] if r["state"] == "running")
@@ -396,10 +418,22 @@ def test_scale_and_rollout_under_load_without_an_lb_reload(swarm: E2ECluster) ->
 
 
 def test_down_leaves_no_service_network_or_swarm(swarm: E2ECluster) -> None:
-    syrcad("down", "--volumes", "--leave", "--hosts", str(swarm.hosts_file))
-    for name, url in swarm.layout.engines.items():
-        docker = DockerClient(host=url)
-        assert docker.system.info().swarm.local_node_state == "inactive", name
-        assert [c.name for c in docker.container.list(all=True)] == [], name
-        assert [n.name for n in docker.network.list() if n.name.startswith("e2e")] == [], name
-        assert [v.name for v in docker.volume.list() if v.name.startswith("e2e")] == [], name
+    down_leaves_nothing(swarm)
+
+
+def test_up_from_nothing_serves_and_down_leaves_nothing(tmp_path: Path, layout: Layout) -> None:
+    """After `down --volumes --leave`: no swarm, no volume. `up` founds the swarm again and
+    starts the stores on empty volumes (the module's cluster began under compose)."""
+    hosts_file = write_hosts_file(tmp_path, layout)
+    document = smallest(yaml.safe_load(hosts_file.read_text(encoding="utf-8")))
+    hosts_file.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    started = time.monotonic()
+    try:
+        syrcad("up", "--hosts", str(hosts_file))
+        print(f"\nengine: swarm up from nothing in {time.monotonic() - started:.0f} s")
+        cluster = E2ECluster.of(hosts_file, layout)
+        serves_a_booking_behind_a_sealed_api(cluster)
+    except BaseException:
+        syrcad("down", "--volumes", "--leave", "--hosts", str(hosts_file), check=False)
+        raise
+    down_leaves_nothing(cluster)
