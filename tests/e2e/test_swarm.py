@@ -277,6 +277,19 @@ def test_top_shows_each_task_where_swarm_runs_it(swarm: E2ECluster) -> None:
     assert all(s["reachable"] and s["rtt_ms"] is not None for s in stores.values()), stores
 
 
+def test_ps_and_logs_say_they_speak_to_the_swarm(swarm: E2ECluster) -> None:
+    """`ps` lists the tasks under the engine's name; `logs` reads the service's through a
+    manager, each line naming its task."""
+    hosts = str(swarm.hosts_file)
+    listed = " ".join(syrcad("ps", "--hosts", hosts).stdout.split())
+    assert "(engine: swarm)" in listed, listed
+    rows = json.loads(syrcad("ps", "--json", "--hosts", hosts).stdout)["replicas"]
+    assert sorted(r["service"] for r in rows if r["service"] == "frontend") == ["frontend"] * 2
+    lines = syrcad("logs", "frontend", "--tail", "20", "--hosts", hosts).stdout.splitlines()
+    assert lines, "no log line"
+    assert all(line.startswith("e2e_frontend.") for line in lines), lines[:5]
+
+
 def test_a_lost_frontend_host_is_replaced_by_swarm(swarm: E2ECluster) -> None:
     """node2's link is cut under load: Swarm starts its frontend and action server on node1;
     its return changes nothing that serves."""
